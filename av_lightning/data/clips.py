@@ -1,0 +1,243 @@
+"""Clips: F video frames and exactly the audio of their time span.
+
+A clip starting at ``t0`` seconds holds frames at ``t0 + k / fps`` (k = 0..F-1, see
+:mod:`av_lightning.data.io` for the resampling rule) and the audio of ``[t0, t0 + F / fps)``:
+``S = round(F / fps * sample_rate)`` mono samples. ``t0`` is always a whole number of audio
+samples (``round(t0 * sample_rate) / sample_rate``), so frame ``k`` starts exactly at audio
+sample ``round(k * sample_rate / fps)``.
+
+Start policy (:func:`clip_start`):
+- training: a random start in ``[0, duration - F / fps]``, drawn from a generator seeded with
+  ``(seed, epoch, index)``: the same run sees the same clips, every epoch sees new ones. With
+  ``train_starts=K`` the start is instead drawn (per epoch) from K fixed candidate starts per
+  file, seeded with ``(seed, index, k)``; the feature cache stores exactly those K starts.
+- validation, test and predict: a fixed start, the middle of the file (``"middle"``) or its
+  beginning (``"start"``). The CSV ``start_time`` of the official layout is the offset of the
+  10 s file inside the original YouTube video, not a time inside the file, so it is not used.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, DistributedSampler
+
+from av_lightning.data.io import MediaError, read_audio, read_frames
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """Shape of one clip.
+
+    Attributes:
+        num_frames: F.
+        fps: frames per second (Hz).
+        size: output frame size policy (int short side + square crop, ``(H, W)``, or None).
+        sample_rate: audio rate (Hz).
+        buckets: optional ``(H, W)`` aspect buckets (overrides ``size``).
+    """
+
+    num_frames: int = 24
+    fps: float = 24.0
+    size: Union[int, tuple[int, int], None] = 384
+    sample_rate: int = 16000
+    buckets: Optional[tuple[tuple[int, int], ...]] = None
+
+    @property
+    def duration(self) -> float:
+        """Seconds covered by the clip, F / fps."""
+        return self.num_frames / self.fps
+
+    @property
+    def num_samples(self) -> int:
+        """S = round(F / fps * sample_rate)."""
+        return round(self.num_frames / self.fps * self.sample_rate)
+
+    def settings(self) -> dict:
+        """JSON-serialisable description (feature-cache keys)."""
+        size = list(self.size) if isinstance(self.size, (tuple, list)) else self.size
+        buckets = [list(b) for b in self.buckets] if self.buckets else None
+        return {
+            "num_frames": self.num_frames,
+            "fps": float(self.fps),
+            "size": size,
+            "sample_rate": self.sample_rate,
+            "buckets": buckets,
+        }
+
+
+@dataclass
+class ClipRecord:
+    """One listed file of a dataset.
+
+    Attributes:
+        id: the clip id (file stem).
+        video: path of the video file.
+        audio: path of the audio file (a separate wav or the video itself).
+        label: the prompt label (class column).
+        split: ``train``, ``val`` or ``test``.
+        duration: usable seconds (min of video and audio), filled in by probing.
+        extra: other CSV columns (e.g. ytid, start_time).
+    """
+
+    id: str
+    video: str
+    audio: str
+    label: str
+    split: str
+    duration: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+def quantize(t: float, sample_rate: int) -> float:
+    """``t`` rounded to the audio sample grid (seconds)."""
+    return round(t * sample_rate) / sample_rate
+
+
+def clip_start(
+    duration: float,
+    spec: ClipSpec,
+    train: bool,
+    seed: int = 0,
+    epoch: int = 0,
+    index: int = 0,
+    train_starts: Optional[int] = None,
+    eval_start: str = "middle",
+) -> float:
+    """The start (seconds) of the clip of file ``index`` (policy in the module docstring).
+
+    Args:
+        duration: usable seconds of the file.
+        spec: the clip shape.
+        train: random (training) or fixed (evaluation) start.
+        seed, epoch, index: seed the random start.
+        train_starts: None for a continuous random start, K for one of K fixed candidates.
+        eval_start: ``"middle"`` or ``"start"``.
+    """
+    # The last audio sample of the clip must stay inside the file; the floor keeps
+    # quantisation from pushing the end past it.
+    slack = math.floor(max(0.0, duration - spec.duration) * spec.sample_rate) / spec.sample_rate
+    if not train:
+        if eval_start == "middle":
+            return math.floor(slack / 2 * spec.sample_rate) / spec.sample_rate
+        if eval_start == "start":
+            return 0.0
+        raise ValueError(f"eval_start must be 'middle' or 'start', got {eval_start!r}")
+    if train_starts is not None:
+        candidates = candidate_starts(duration, spec, seed, index, train_starts)
+        pick = np.random.default_rng([seed, epoch, index, 1]).integers(len(candidates))
+        return candidates[int(pick)]
+    u = np.random.default_rng([seed, epoch, index]).random()
+    return math.floor(u * slack * spec.sample_rate) / spec.sample_rate
+
+
+def candidate_starts(duration: float, spec: ClipSpec, seed: int, index: int, k: int) -> list[float]:
+    """The K fixed training starts of file ``index`` (seconds, sample-quantised)."""
+    slack = math.floor(max(0.0, duration - spec.duration) * spec.sample_rate) / spec.sample_rate
+    u = np.random.default_rng([seed, index, 2]).random(k)
+    return [math.floor(x * slack * spec.sample_rate) / spec.sample_rate for x in u]
+
+
+def load_clip(record: ClipRecord, spec: ClipSpec, start: float) -> dict:
+    """Decode one clip.
+
+    Returns:
+        ``frames`` uint8 ``(F, 3, H, W)``, ``audio`` float32 ``(S,)``, ``label`` str, ``id`` str,
+        ``start`` float seconds.
+
+    Raises:
+        MediaError: naming the file, when it does not decode (never replaced by another clip).
+    """
+    try:
+        frames = read_frames(record.video, start, spec.num_frames, spec.fps, spec.size, spec.buckets)
+        audio = read_audio(record.audio, start, spec.num_samples, spec.sample_rate)
+    except MediaError as exc:
+        raise MediaError(f"clip {record.id!r} ({record.split}) failed at start {start:.3f} s: {exc}") from exc
+    return {"frames": frames, "audio": audio, "label": record.label, "id": record.id, "start": float(start)}
+
+
+class ClipDataset(Dataset):
+    """Clips of a list of probed files, one clip per file and epoch.
+
+    Indexing: an ``int`` key is ``epoch * len(self) + index`` (see :class:`EpochSampler`); plain
+    indices ``0..len-1`` are epoch 0. Items are dicts as in :func:`load_clip`.
+
+    Args:
+        records: probed files (each long enough for one clip).
+        spec: clip shape.
+        train: random starts (training) or fixed starts (evaluation).
+        seed: seeds the random starts.
+        train_starts: see :func:`clip_start`.
+        eval_start: see :func:`clip_start`.
+    """
+
+    def __init__(
+        self,
+        records: Sequence[ClipRecord],
+        spec: ClipSpec,
+        train: bool = False,
+        seed: int = 0,
+        train_starts: Optional[int] = None,
+        eval_start: str = "middle",
+    ) -> None:
+        self.records = list(records)
+        self.spec = spec
+        self.train = train
+        self.seed = seed
+        self.train_starts = train_starts
+        self.eval_start = eval_start
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def locate(self, key: int) -> tuple[int, int]:
+        """``(epoch, index)`` of a sampler key."""
+        return divmod(int(key), len(self.records))
+
+    def start_of(self, index: int, epoch: int = 0) -> float:
+        """Start (seconds) of the clip of file ``index`` in ``epoch``."""
+        return clip_start(
+            self.records[index].duration,
+            self.spec,
+            self.train,
+            self.seed,
+            epoch,
+            index,
+            self.train_starts,
+            self.eval_start,
+        )
+
+    def __getitem__(self, key: int) -> dict:
+        epoch, index = self.locate(key)
+        return load_clip(self.records[index], self.spec, self.start_of(index, epoch))
+
+
+class EpochSampler(DistributedSampler):
+    """A (distributed) shuffling sampler that tells the dataset the epoch.
+
+    It yields ``epoch * len(dataset) + index`` so that random clip starts are seeded per epoch
+    and index even inside persistent worker processes. Lightning calls :meth:`set_epoch` every
+    epoch and, since this is a ``DistributedSampler``, leaves it in place under DDP.
+    """
+
+    def __init__(self, dataset: Dataset, shuffle: bool = True, seed: int = 0, drop_last: bool = False) -> None:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            replicas, rank = torch.distributed.get_world_size(), torch.distributed.get_rank()
+        else:
+            replicas, rank = 1, 0
+        super().__init__(dataset, num_replicas=replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last)
+
+    def __iter__(self):
+        n = len(self.dataset)
+        return (self.epoch * n + int(i) for i in super().__iter__())
+
+
+def resolve_path(root: Union[str, Path], path: Union[str, Path]) -> Path:
+    """``path`` if absolute, else relative to ``root``."""
+    path = Path(path)
+    return path if path.is_absolute() else Path(root) / path
