@@ -1,0 +1,5 @@
+import sys
+
+from av_lightning.cli import main
+
+sys.exit(main())

@@ -1,0 +1,376 @@
+"""AudioToVideo: the LightningModule that trains TempoTokens on a frozen text-to-video model.
+
+Wires the plain modules together (DESIGN §3): frozen audio encoder -> AudioMapper -> TempoTokens
+-> placeholder tokens in the CLIP prompt -> frozen UNet3D with per-frame cross-attention. Only the
+mapper and the token module (its attentive pool) train; checkpoints hold only them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal, Optional, Sequence
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_info
+from torch import nn
+from torch.nn import functional as F
+
+from av_lightning.backbones.diffusers_t2v import DiffusersT2V
+from av_lightning.encoders.base import AudioEncoder
+from av_lightning.pipeline import make_scheduler, sample
+from av_lightning.tempo import AudioMapper, TempoTokens
+
+Conditioning = Literal["audio", "text", "text+audio", "none"]
+TRAINABLE = ("mapper.", "tokens.")
+
+
+def default_optimizer(params) -> torch.optim.Optimizer:
+    """AdamW at a constant 1e-5, the paper's setting."""
+    return torch.optim.AdamW(params, lr=1e-5)
+
+
+class AudioToVideo(pl.LightningModule):
+    """Audio-conditioned video generation with TempoTokens.
+
+    Args:
+        backbone: the frozen text-to-video model.
+        encoder: the frozen audio encoder.
+        mapper: encoder states -> per-frame tokens (trained).
+        tokens: per-frame token sets (windows, pooled token; trained).
+        conditioning: ``audio`` (the method), ``text`` (class prompt only), ``text+audio`` or
+            ``none`` (empty prompt) — the paper's baselines are one flag away.
+        audio_prompt / text_prompt / text_audio_prompt: prompt templates per mode; ``{label}`` is
+            replaced by the clip's class, the placeholder by the K audio tokens.
+        placeholder: the placeholder string in templates.
+        l1_weight: λ of the L1 penalty on the tokens.
+        num_frames / fps / sample_rate: the clip geometry (linked from the data by the CLI).
+        steps / guidance_scale / scheduler / seed: sampling settings for previews and tests.
+        metrics: metrics updated in ``test_step`` (each has ``update_from_clips``).
+        save_test_videos: directory to write generated test clips (mp4 with audio), or None.
+        optimizer: builds the optimizer from the trainable parameters (LightningCLI injects it).
+    """
+
+    def __init__(
+        self,
+        backbone: DiffusersT2V,
+        encoder: AudioEncoder,
+        mapper: AudioMapper,
+        tokens: TempoTokens,
+        conditioning: Conditioning = "audio",
+        audio_prompt: str = "<audio>",
+        text_prompt: str = "{label}",
+        text_audio_prompt: str = "A video of <audio> {label}",
+        placeholder: str = "<audio>",
+        l1_weight: float = 0.01,
+        num_frames: int = 24,
+        fps: float = 24.0,
+        sample_rate: int = 16000,
+        steps: int = 25,
+        guidance_scale: float = 9.0,
+        scheduler: str = "ddim",
+        seed: int = 0,
+        metrics: Optional[Sequence[nn.Module]] = None,
+        save_test_videos: Optional[str] = None,
+        optimizer: OptimizerCallable = default_optimizer,
+    ):
+        super().__init__()
+        if conditioning not in ("audio", "text", "text+audio", "none"):
+            raise ValueError(f"conditioning must be audio, text, text+audio or none, got {conditioning!r}")
+        self.save_hyperparameters(ignore=["backbone", "encoder", "mapper", "tokens", "metrics", "optimizer"])
+        self.backbone = backbone
+        self.encoder = encoder
+        self.mapper = mapper
+        self.tokens = tokens
+        self.optimizer_factory = optimizer
+        self.metrics = nn.ModuleList(metrics or [])
+        self._check_widths()
+        self.backbone.add_placeholder(placeholder, tokens.num_tokens)
+        self.encoder.requires_grad_(False)
+        self.encoder.eval()
+        self.strict_loading = False  # checkpoints hold only the trainable parts (checked on load)
+        self._preview_batch: Optional[dict] = None
+
+    # -- structure ------------------------------------------------------------------------------
+    def _check_widths(self) -> None:
+        d_t = self.backbone.text_width
+        if self.mapper.out_features != d_t:
+            raise ValueError(
+                f"mapper out_features={self.mapper.out_features} but the backbone's text encoder width is {d_t}; "
+                f"set model.mapper.init_args.out_features: {d_t}"
+            )
+        if self.mapper.in_features != self.encoder.feature_size:
+            raise ValueError(
+                f"mapper in_features={self.mapper.in_features} but the encoder gives "
+                f"{self.encoder.num_layers} layers × {self.encoder.hidden_size} = {self.encoder.feature_size}; "
+                f"set model.mapper.init_args.in_features: {self.encoder.feature_size}"
+            )
+        if self.tokens.pool is not None and self.tokens.pool.dim != d_t:
+            raise ValueError(f"pool dim {self.tokens.pool.dim} != text width {d_t}")
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.encoder.eval()  # frozen feature extractors never leave eval mode
+        return self
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """The adapter: every parameter and buffer of the mapper and the token module."""
+        return {k: v for k, v in self.state_dict().items() if k.startswith(TRAINABLE)}
+
+    def parameter_counts(self) -> tuple[int, int]:
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        frozen = sum(p.numel() for p in self.parameters() if not p.requires_grad)
+        return trainable, frozen
+
+    def setup(self, stage: str) -> None:
+        bad = [n for n, p in self.named_parameters() if p.requires_grad and not n.startswith(TRAINABLE)]
+        if bad:
+            raise RuntimeError(f"parameters outside the adapter require grad: {bad[:5]}")
+        trainable, frozen = self.parameter_counts()
+        rank_zero_info(f"AudioToVideo: {trainable:,} trainable parameters (mapper + tokens), {frozen:,} frozen")
+
+    # -- conditioning ---------------------------------------------------------------------------
+    def check_batch(self, batch: dict) -> None:
+        """Raise a clear error on clips that do not match the configured geometry."""
+        F_, sr = self.hparams.num_frames, self.hparams.sample_rate
+        expected = round(F_ / self.hparams.fps * sr)
+        audio = batch.get("audio")
+        if audio is not None and "audio_states" not in batch:
+            if not torch.is_tensor(audio) or not audio.is_floating_point() or audio.dim() != 2:
+                raise ValueError(f"batch['audio'] must be float (B, S) mono at {sr} Hz, got "
+                                 f"{getattr(audio, 'dtype', type(audio))} {tuple(getattr(audio, 'shape', ()))}")
+            if audio.shape[1] != expected:
+                raise ValueError(
+                    f"batch['audio'] has {audio.shape[1]} samples per clip; {F_} frames at {self.hparams.fps} fps need "
+                    f"exactly {expected} samples at {sr} Hz (audio too short, or another sample rate?)"
+                )
+        frames = batch.get("frames")
+        if frames is not None and "latents" not in batch:
+            if frames.dtype != torch.uint8 or frames.dim() != 5 or frames.shape[2] != 3:
+                raise ValueError(f"batch['frames'] must be uint8 (B, F, 3, H, W), got {frames.dtype} {tuple(frames.shape)}")
+            if frames.shape[1] != F_:
+                raise ValueError(f"batch['frames'] has {frames.shape[1]} frames, the model is set to num_frames={F_}")
+        latents = batch.get("latents")
+        if latents is not None and latents.shape[2] != F_:
+            raise ValueError(f"batch['latents'] has {latents.shape[2]} frames, the model is set to num_frames={F_}")
+
+    def audio_tokens(self, batch: dict) -> torch.Tensor:
+        """Audio (or cached encoder states) -> ``(B, F, K, d_t)`` tempo tokens."""
+        states = batch.get("audio_states")
+        mask = batch.get("audio_mask")
+        if states is None:
+            with torch.no_grad():
+                out = self.encoder(batch["audio"])
+            states, mask = out.hidden_states, out.mask
+        a = self.mapper(states.float(), self.hparams.num_frames, mask)
+        return self.tokens(a)
+
+    def prompt_templates(self, labels: Sequence[str], mode: Conditioning) -> list[str]:
+        template = {"audio": self.hparams.audio_prompt, "text": self.hparams.text_prompt,
+                    "text+audio": self.hparams.text_audio_prompt, "none": ""}[mode]
+        return [template.replace("{label}", str(label)) for label in labels]
+
+    def conditioning(self, batch: dict, mode: Optional[Conditioning] = None):
+        """The UNet conditioning of a batch and the tokens it used.
+
+        Returns:
+            ``(cond, tokens)``: cond ``(B, F, N, d)`` when audio is used, else ``(B, N, d)``;
+            tokens ``(B, F, K, d)`` or None.
+        """
+        mode = mode or self.hparams.conditioning
+        labels = batch.get("label") or [""] * self._batch_size(batch)
+        templates = self.prompt_templates(labels, mode)
+        if mode in ("audio", "text+audio"):
+            tokens = self.audio_tokens(batch)
+            return self.backbone.encode_frame_prompts(templates, tokens), tokens
+        with torch.no_grad():
+            return self.backbone.encode_text(templates), None
+
+    @staticmethod
+    def _batch_size(batch: dict) -> int:
+        for key in ("audio", "audio_states", "frames", "latents"):
+            if batch.get(key) is not None:
+                return batch[key].shape[0]
+        raise ValueError("batch holds neither audio nor frames")
+
+    # -- training -------------------------------------------------------------------------------
+    def latents(self, batch: dict) -> torch.Tensor:
+        if batch.get("latents") is not None:
+            return batch["latents"].float()
+        return self.backbone.encode_frames(batch["frames"])
+
+    def diffusion_loss(
+        self, batch: dict, noise: Optional[torch.Tensor] = None, timesteps: Optional[torch.Tensor] = None,
+        generator: Optional[torch.Generator] = None,
+    ) -> dict[str, torch.Tensor]:
+        """Denoising loss + λ·mean|tokens| on one batch (noise and timesteps may be fixed)."""
+        self.check_batch(batch)
+        x0 = self.latents(batch)
+        sched = self.backbone.train_scheduler
+        B = x0.shape[0]
+        if noise is None:
+            noise = torch.randn(x0.shape, generator=generator, device="cpu" if generator else x0.device).to(x0)
+        if timesteps is None:
+            timesteps = torch.randint(0, sched.config.num_train_timesteps, (B,), generator=generator,
+                                      device="cpu" if generator else x0.device).to(x0.device)
+        noisy = sched.add_noise(x0, noise, timesteps)
+        if sched.config.prediction_type == "epsilon":
+            target = noise
+        elif sched.config.prediction_type == "v_prediction":
+            target = sched.get_velocity(x0, noise, timesteps)
+        else:
+            raise ValueError(f"unsupported prediction_type {sched.config.prediction_type!r}")
+        cond, tokens = self.conditioning(batch)
+        pred = self.backbone.denoise(noisy, timesteps, cond)
+        mse = F.mse_loss(pred, target)
+        l1 = tokens.abs().mean() if tokens is not None else pred.new_zeros(())
+        return {"loss": mse + self.hparams.l1_weight * l1, "mse": mse, "l1": l1}
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        out = self.diffusion_loss(batch)
+        B = self._batch_size(batch)
+        self.log("train/loss", out["loss"], prog_bar=True, batch_size=B)
+        self.log("train/mse", out["mse"], batch_size=B)
+        self.log("train/l1", out["l1"], batch_size=B)
+        return out["loss"]
+
+    def validation_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        if batch_idx == 0 and self._preview_batch is None:
+            self._preview_batch = {k: (v[:4].detach().cpu() if torch.is_tensor(v) else v[:4]) for k, v in batch.items()}
+        # Fixed noise and timesteps per batch so validation losses compare across epochs.
+        g = torch.Generator().manual_seed(self.hparams.seed + batch_idx)
+        out = self.diffusion_loss(batch, generator=g)
+        self.log("val/loss", out["loss"], prog_bar=True, sync_dist=True, batch_size=self._batch_size(batch))
+        self.log("val/mse", out["mse"], sync_dist=True, batch_size=self._batch_size(batch))
+        return out["loss"]
+
+    def configure_optimizers(self):
+        params = [p for p in self.parameters() if p.requires_grad]
+        return self.optimizer_factory(params)
+
+    # -- generation -----------------------------------------------------------------------------
+    def latent_shape(self, batch_size: int, height: int, width: int) -> tuple[int, ...]:
+        f = self.backbone.spatial_factor
+        if height % f or width % f:
+            raise ValueError(f"height and width must be multiples of {f} for this backbone, got {height}×{width}")
+        return (batch_size, self.backbone.latent_channels, self.hparams.num_frames, height // f, width // f)
+
+    @torch.no_grad()
+    def generate(
+        self, batch: dict, height: int, width: int, mode: Optional[Conditioning] = None, steps: Optional[int] = None,
+        guidance_scale: Optional[float] = None, seed: Optional[int] = None, progress: bool = False,
+        init_latents: Optional[torch.Tensor] = None, strength: float = 1.0, return_latents: bool = False,
+    ) -> torch.Tensor:
+        """Sample videos for a batch of audio (and labels): uint8 ``(B, F, 3, H, W)``."""
+        mode = mode or self.hparams.conditioning
+        cond, _ = self.conditioning(batch, mode)
+        uncond = self.backbone.encode_text([""])
+        B = cond.shape[0]
+        g = torch.Generator().manual_seed(self.hparams.seed if seed is None else seed)
+        latents = sample(
+            self.backbone.denoise, make_scheduler(self.backbone.scheduler_config, self.hparams.scheduler), cond,
+            self.latent_shape(B, height, width), uncond=uncond,
+            steps=steps or self.hparams.steps,
+            guidance_scale=self.hparams.guidance_scale if guidance_scale is None else guidance_scale,
+            generator=g, progress=progress, init_latents=init_latents, strength=strength,
+        )
+        return latents if return_latents else self.backbone.decode_latents(latents)
+
+    def _frame_size(self, batch: dict) -> tuple[int, int]:
+        if batch.get("frames") is not None:
+            return tuple(batch["frames"].shape[-2:])
+        f = self.backbone.spatial_factor
+        return tuple(s * f for s in batch["latents"].shape[-2:])
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self.check_batch(batch)
+        H, W = self._frame_size(batch)
+        videos = self.generate(batch, H, W, seed=self.hparams.seed + batch_idx)
+        real = batch.get("frames")
+        for metric in self.metrics:
+            metric.update_from_clips(fake=videos, real=real, audio=batch.get("audio"), texts=batch.get("label"),
+                                     fps=self.hparams.fps, sample_rate=self.hparams.sample_rate)
+        if self.hparams.save_test_videos:
+            self._save_videos(videos, batch, batch_idx)
+
+    def on_test_epoch_end(self) -> None:
+        for metric in self.metrics:
+            value = metric.compute()
+            name = type(metric).__name__
+            items = value.items() if isinstance(value, dict) else [(name, value)]
+            for key, v in items:
+                if torch.is_tensor(v) and v.numel() == 1:
+                    self.log(f"test/{key}", v.float(), sync_dist=False)
+            metric.reset()
+
+    def _save_videos(self, videos: torch.Tensor, batch: dict, batch_idx: int) -> None:
+        from av_lightning.data.io import write_video
+
+        out = Path(self.hparams.save_test_videos)
+        out.mkdir(parents=True, exist_ok=True)
+        ids = batch.get("id") or [f"{batch_idx:05d}_{i}" for i in range(videos.shape[0])]
+        for i, clip_id in enumerate(ids):
+            audio = batch["audio"][i].cpu() if batch.get("audio") is not None else None
+            write_video(out / f"{clip_id}.mp4", videos[i].cpu(), fps=self.hparams.fps, audio=audio,
+                        sample_rate=self.hparams.sample_rate)
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k.startswith(TRAINABLE)}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        expected = set(self.trainable_state_dict())
+        got = set(checkpoint["state_dict"])
+        if got != expected:
+            missing, extra = sorted(expected - got)[:5], sorted(got - expected)[:5]
+            raise RuntimeError(
+                f"checkpoint does not match this model's adapter: missing {missing}, unexpected {extra}; "
+                "was it trained with another mapper or token configuration?"
+            )
+
+    def save_adapter(self, path: str | os.PathLike) -> None:
+        """Write the adapter (trainable weights) as safetensors with its settings as metadata."""
+        from safetensors.torch import save_file
+
+        meta = {
+            "format": "av_lightning.adapter/1",
+            "text_width": str(self.backbone.text_width),
+            "num_tokens": str(self.tokens.num_tokens),
+            "encoder_features": str(self.encoder.feature_size),
+            "hparams": json.dumps({k: v for k, v in self.hparams.items()}, default=str),
+        }
+        state = {k: v.detach().cpu().contiguous() for k, v in self.trainable_state_dict().items()}
+        save_file(state, os.fspath(path), metadata=meta)
+
+    def load_adapter(self, path: str | os.PathLike) -> None:
+        """Load adapter weights written by :meth:`save_adapter` (or a Lightning checkpoint)."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"adapter file {path} does not exist")
+        if path.suffix == ".safetensors":
+            from safetensors import safe_open
+            from safetensors.torch import load_file
+
+            with safe_open(os.fspath(path), "pt") as f:
+                meta = f.metadata() or {}
+            width = int(meta.get("text_width", self.backbone.text_width))
+            if width != self.backbone.text_width:
+                raise ValueError(
+                    f"adapter {path} was trained for a backbone with text width {width}; this backbone's is "
+                    f"{self.backbone.text_width}: use the backbone the adapter was made for"
+                )
+            state = load_file(os.fspath(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = state.get("state_dict", state)
+        own = self.trainable_state_dict()
+        missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+        if missing or extra:
+            raise ValueError(f"adapter {path} does not fit this model: missing {missing[:5]}, unexpected {extra[:5]}")
+        for k, v in state.items():
+            if v.shape != own[k].shape:
+                raise ValueError(f"adapter {path}: {k} has shape {tuple(v.shape)}, the model expects {tuple(own[k].shape)}")
+        self.load_state_dict(state, strict=False)
