@@ -375,7 +375,7 @@ class AudioVideoDataModule(pl.LightningDataModule):
                     f"{type(self).__name__}: the {name} split is empty ({why}; manifest {self.manifest}); "
                     f"check root={self.root}, name_pattern={self.name_pattern!r}, classes and min_clips_per_class"
                 )
-            self._datasets[name] = self.make_dataset(name)
+            self._datasets.pop(name, None)  # built on first use by dataset(name)
 
     def expect_cache(self, frames_settings: dict, audio_settings: dict) -> None:
         """Tell the DataModule which encoder settings the feature cache must have been built with.
@@ -385,8 +385,6 @@ class AudioVideoDataModule(pl.LightningDataModule):
         """
         self._cache_settings = (frames_settings, audio_settings)
         self._datasets = {k: v for k, v in self._datasets.items() if k not in self.cache_splits}
-        for name in list(self.records):
-            self._datasets[name] = self.make_dataset(name)
 
     def _model_cache_settings(self) -> Optional[tuple[dict, dict]]:
         if self._cache_settings is not None:
@@ -418,8 +416,11 @@ class AudioVideoDataModule(pl.LightningDataModule):
                 "eval_start": self.eval_start}
 
     def dataset(self, name: str) -> Dataset:
-        if name not in self._datasets:
+        """The dataset of split ``name`` (built on first use; cached features when configured)."""
+        if name not in self.records:
             raise RuntimeError(f"the {name} split is not set up; call setup() with the matching stage first")
+        if name not in self._datasets:
+            self._datasets[name] = self.make_dataset(name)
         return self._datasets[name]
 
     def _loader(self, name: str, train: bool) -> DataLoader:

@@ -1,0 +1,325 @@
+"""Feature cache: frozen VAE latents and audio-encoder states of every clip, computed once.
+
+Layout::
+
+    CACHE_DIR/<settings hash>/settings.json     clip + frame-encoder + audio-encoder settings
+    CACHE_DIR/<settings hash>/index.json        clip key -> shard file and row, id, start, label
+    CACHE_DIR/<settings hash>/shard-00000.safetensors
+        "<row>/latents"       (C, F, h, w)   from encode_frames
+        "<row>/audio_states"  (T', Lh, d)    from the AudioEncoder
+        "<row>/audio"         (S,)           the clip's waveform (kept: losses and previews use it)
+        "<row>/frames"        (F, 3, H, W)   uint8, only with ``store_frames=True``
+
+Invalidation: the folder name is a hash of the settings (clip shape and start policy, the
+frame encoder's ``settings()``, the audio encoder's ``settings()``), so a changed setting
+means another folder: :func:`open_cache` then raises and names the settings that differ, and
+:func:`build_cache` computes a new cache. A clip key hashes the video and audio files'
+(absolute path, size, mtime) with the clip's start (in samples) and shape, so a re-encoded or
+replaced file is detected as stale when the DataModule opens the cache.
+
+Training with the cache: each training file has ``train_starts`` K fixed candidate starts
+(:func:`av_lightning.data.clips.candidate_starts`); all K are cached and every epoch picks one
+per file, exactly as the uncached :class:`~av_lightning.data.clips.ClipDataset` does with the
+same ``train_starts``, so cached and uncached batches are equal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Callable, Optional, Sequence, Union
+
+import torch
+from lightning.pytorch.utilities import rank_zero_warn
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from av_lightning.data.clips import ClipRecord, candidate_starts, clip_start, load_clip
+
+FORMAT_VERSION = 1
+
+
+class CacheError(RuntimeError):
+    """The feature cache is missing, stale, or was built with other settings."""
+
+
+def _digest(obj) -> str:
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode("utf-8")).hexdigest()
+
+
+def cache_settings(clip_settings: dict, frames_settings: dict, audio_settings: dict) -> dict:
+    """The full description a cache folder is keyed by."""
+    return {"format": FORMAT_VERSION, "clip": clip_settings, "frames": frames_settings, "audio": audio_settings}
+
+
+def settings_hash(settings: dict) -> str:
+    """Folder name of a cache: 16 hex digits of the SHA-1 of the settings' JSON."""
+    return _digest(settings)[:16]
+
+
+def file_identity(path: Union[str, Path]) -> list:
+    """``[absolute path, size in bytes, mtime in ns]``."""
+    st = os.stat(path)
+    return [str(Path(path).resolve()), st.st_size, st.st_mtime_ns]
+
+
+def clip_key(record: ClipRecord, start: float, clip_settings: dict) -> str:
+    """Hash of a clip: its files' identities, start (in audio samples) and shape."""
+    sr = clip_settings["sample_rate"]
+    return _digest(
+        {
+            "video": file_identity(record.video),
+            "audio": file_identity(record.audio),
+            "start": round(start * sr),
+            "shape": {k: clip_settings[k] for k in ("num_frames", "fps", "size", "sample_rate", "buckets")},
+        }
+    )
+
+
+def _clip_starts(record: ClipRecord, index: int, spec, kwargs: dict) -> list[float]:
+    """Every start of file ``index`` that training or evaluation can ask for."""
+    if kwargs["train"]:
+        if kwargs["train_starts"] is None:
+            raise CacheError("a cached training split needs train_starts (K fixed starts per file); set data.train_starts")
+        return candidate_starts(record.duration, spec, kwargs["seed"], index, kwargs["train_starts"])
+    return [clip_start(record.duration, spec, False, eval_start=kwargs["eval_start"])]
+
+
+def _describe(settings: dict) -> str:
+    return json.dumps({k: settings[k] for k in ("clip", "frames", "audio") if k in settings}, sort_keys=True)
+
+
+def open_cache(cache_dir: Union[str, Path], clip_settings: dict, encoder_settings: Optional[tuple[dict, dict]]) -> Path:
+    """The cache folder for these settings.
+
+    Args:
+        cache_dir: the cache root.
+        clip_settings: ``datamodule.clip_settings()``.
+        encoder_settings: ``(frames_settings, audio_settings)``; None accepts the only cache
+            whose clip settings match (with a warning).
+
+    Raises:
+        CacheError: no cache with these settings (the message lists those that exist).
+    """
+    cache_dir = Path(cache_dir)
+    existing = sorted(p for p in cache_dir.glob("*/settings.json")) if cache_dir.is_dir() else []
+    found = {p.parent: json.loads(p.read_text()) for p in existing}
+    hint = f"build it with `av-lightning cache --config ...` (or av_lightning.data.cache.build_cache)"
+    if encoder_settings is not None:
+        wanted = cache_settings(clip_settings, *encoder_settings)
+        folder = cache_dir / settings_hash(wanted)
+        if folder in found and (folder / "index.json").is_file():
+            return folder
+        others = "\n  ".join(f"{p.name}: {_describe(s)}" for p, s in found.items()) or "(none)"
+        raise CacheError(
+            f"no feature cache in {cache_dir} for the current settings {_describe(wanted)}; {hint}. "
+            f"Caches present (built with other settings, now stale):\n  {others}"
+        )
+    matching = [p for p, s in found.items() if s.get("clip") == clip_settings and (p / "index.json").is_file()]
+    if len(matching) == 1:
+        rank_zero_warn(
+            f"using feature cache {matching[0]} without checking the encoder settings (no model attached); "
+            "call datamodule.expect_cache(frames_settings, audio_settings) to check them"
+        )
+        return matching[0]
+    raise CacheError(
+        f"{len(matching)} feature caches in {cache_dir} match the clip settings {clip_settings} and no model "
+        f"settings were given to choose; {hint}, or call datamodule.expect_cache(...)"
+    )
+
+
+class CachedClipDataset(Dataset):
+    """Cached features of a split, indexed like :class:`~av_lightning.data.clips.ClipDataset`.
+
+    Items: ``latents`` ``(C, F, h, w)``, ``audio_states`` ``(T', Lh, d)``, ``audio`` ``(S,)``,
+    ``label``, ``id``, ``start`` (and ``frames`` uint8 ``(F, 3, H, W)`` if cached).
+
+    Raises:
+        CacheError: at construction, if a clip of the split is not in the cache (a changed or
+            new file, or another start policy).
+    """
+
+    def __init__(self, records: Sequence[ClipRecord], folder: Union[str, Path], split: str, kwargs: dict) -> None:
+        from av_lightning.data.clips import ClipSpec
+
+        self.folder = Path(folder)
+        self.records = list(records)
+        self.kwargs = dict(kwargs)
+        settings = json.loads((self.folder / "settings.json").read_text())
+        clip = settings["clip"]
+        self.clip_settings = clip
+        size = clip["size"]
+        self.spec = ClipSpec(
+            num_frames=clip["num_frames"], fps=clip["fps"], size=tuple(size) if isinstance(size, list) else size,
+            sample_rate=clip["sample_rate"], buckets=tuple(tuple(b) for b in clip["buckets"]) if clip["buckets"] else None,
+        )
+        index = json.loads((self.folder / "index.json").read_text())["clips"]
+        self.index = index
+        missing = []
+        for i, r in enumerate(self.records):
+            for s in _clip_starts(r, i, self.spec, self.kwargs):
+                if clip_key(r, s, clip) not in index:
+                    missing.append(r)
+                    break
+        if missing:
+            raise CacheError(
+                f"feature cache {self.folder} is stale for the {split} split: {len(missing)} of {len(self.records)} "
+                f"clips are not in it (first: {missing[0].video}, changed or never cached); rebuild it with "
+                "`av-lightning cache --config ...`"
+            )
+        self._handles: dict[str, object] = {}
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getstate__(self):  # file handles do not cross process boundaries
+        state = self.__dict__.copy()
+        state["_handles"] = {}
+        return state
+
+    def _open(self, shard: str):
+        if shard not in self._handles:
+            self._handles[shard] = safe_open(str(self.folder / shard), framework="pt")
+        return self._handles[shard]
+
+    def __getitem__(self, key: int) -> dict:
+        epoch, index = divmod(int(key), len(self.records))
+        r = self.records[index]
+        k = self.kwargs
+        start = clip_start(r.duration, self.spec, k["train"], k["seed"], epoch, index, k["train_starts"], k["eval_start"])
+        entry = self.index[clip_key(r, start, self.clip_settings)]
+        f = self._open(entry["shard"])
+        row = entry["row"]
+        item = {name: f.get_tensor(f"{row}/{name}") for name in ("latents", "audio_states", "audio")}
+        if f"{row}/frames" in f.keys():
+            item["frames"] = f.get_tensor(f"{row}/frames")
+        item.update(label=r.label, id=r.id, start=float(start))
+        return item
+
+
+class _Jobs(Dataset):
+    def __init__(self, jobs, spec):
+        self.jobs, self.spec = jobs, spec
+
+    def __len__(self):
+        return len(self.jobs)
+
+    def __getitem__(self, i):
+        record, start, key = self.jobs[i]
+        item = load_clip(record, self.spec, start)
+        item["key"] = key
+        return item
+
+
+def build_cache(
+    datamodule,
+    encode_frames: Callable[[torch.Tensor], torch.Tensor],
+    frames_settings: dict,
+    audio_encoder,
+    out_dir: Optional[Union[str, Path]] = None,
+    splits: Optional[Sequence[str]] = None,
+    batch_size: Optional[int] = None,
+    shard_size: int = 256,
+    device: Optional[Union[str, torch.device]] = None,
+    dtype: torch.dtype = torch.float32,
+    store_frames: bool = False,
+) -> Path:
+    """Compute the feature cache of every clip of ``splits`` (resumable).
+
+    Args:
+        datamodule: an :class:`~av_lightning.data.datamodules.AudioVideoDataModule` (its
+            ``train_starts`` fixes the cached training starts).
+        encode_frames: frozen video encoder, uint8 ``(B, F, 3, H, W)`` -> ``(B, C, F, h, w)``.
+        frames_settings: JSON-serialisable settings of ``encode_frames`` (e.g. ``backbone.settings()``).
+        audio_encoder: an :class:`~av_lightning.encoders.base.AudioEncoder`.
+        out_dir: cache root (default ``datamodule.cache_dir``).
+        splits: default ``datamodule.cache_splits``.
+        batch_size: encoder batch (default the DataModule's).
+        shard_size: clips per shard file.
+        device: where the encoders run (default: CUDA if available).
+        dtype: storage dtype of latents and audio states.
+        store_frames: also cache the uint8 frames.
+
+    Returns:
+        the cache folder for these settings.
+    """
+    out_dir = out_dir or datamodule.cache_dir
+    if out_dir is None:
+        raise ValueError("build_cache needs out_dir or a DataModule with cache_dir set")
+    if datamodule.train_starts is None:
+        raise CacheError("caching training clips needs fixed starts: set the DataModule's train_starts (e.g. 1)")
+    splits = tuple(splits or datamodule.cache_splits)
+    for stage in ("fit", "test"):
+        if any(s in datamodule.stage_splits(stage) for s in splits):
+            datamodule.setup(stage)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    clip = datamodule.clip_settings()
+    settings = cache_settings(clip, frames_settings, audio_encoder.settings())
+    folder = Path(out_dir) / settings_hash(settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "settings.json").write_text(json.dumps(settings, indent=1, sort_keys=True, default=str))
+    index_path = folder / "index.json"
+    index = json.loads(index_path.read_text()) if index_path.is_file() else {"clips": {}}
+    clips = index["clips"]
+
+    jobs, seen = [], set()
+    for split in splits:
+        kwargs = datamodule.dataset_kwargs(split)
+        for i, record in enumerate(datamodule.records[split]):
+            for start in _clip_starts(record, i, datamodule.spec, kwargs):
+                key = clip_key(record, start, clip)
+                if key not in clips and key not in seen:
+                    seen.add(key)
+                    jobs.append((record, start, key))
+    if not jobs:
+        return folder
+
+    loader = DataLoader(_Jobs(jobs, datamodule.spec), batch_size=batch_size or datamodule.batch_size,
+                        num_workers=datamodule.num_workers, shuffle=False)
+    shard_no = len({e["shard"] for e in clips.values()})
+    buffer: dict[str, torch.Tensor] = {}
+    pending: list[tuple[str, dict]] = []
+
+    def flush() -> None:
+        nonlocal shard_no, buffer, pending
+        if not pending:
+            return
+        name = f"shard-{shard_no:05d}.safetensors"
+        while (folder / name).exists():
+            shard_no += 1
+            name = f"shard-{shard_no:05d}.safetensors"
+        save_file(buffer, str(folder / name))
+        for key, entry in pending:
+            clips[key] = {**entry, "shard": name}
+        tmp = index_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(index))
+        tmp.replace(index_path)  # atomic: an interrupted build resumes from the last shard
+        shard_no += 1
+        buffer, pending = {}, []
+
+    if hasattr(audio_encoder, "eval"):
+        audio_encoder.eval().to(device)
+    with torch.no_grad(), tqdm(total=len(jobs), desc=f"caching features to {folder}", unit="clip") as bar:
+        for batch in loader:
+            latents = encode_frames(batch["frames"].to(device)).to("cpu", dtype)
+            out = audio_encoder(batch["audio"].to(device))
+            states = out.hidden_states.to("cpu", dtype)
+            index.setdefault("audio_frame_rate", float(out.frame_rate))
+            for b, key in enumerate(batch["key"]):
+                row = len(pending)
+                buffer[f"{row}/latents"] = latents[b].contiguous()
+                buffer[f"{row}/audio_states"] = states[b].contiguous()
+                buffer[f"{row}/audio"] = batch["audio"][b].contiguous()
+                if store_frames:
+                    buffer[f"{row}/frames"] = batch["frames"][b].contiguous()
+                pending.append((key, {"row": row, "id": batch["id"][b], "start": float(batch["start"][b]),
+                                      "label": batch["label"][b]}))
+                if len(pending) >= shard_size:
+                    flush()
+            bar.update(len(batch["key"]))
+    flush()
+    return folder

@@ -1,0 +1,77 @@
+import os
+
+import pytest
+import torch
+
+from av_lightning.data.cache import CacheError, build_cache
+from av_lightning.data.datamodules import AudioSetDrumsDataModule
+from av_media_helpers import TINY_FRAMES_SETTINGS, TinyAudioEncoder, make_official_dataset, tiny_encode_frames
+
+ARGS = dict(fps=24, num_frames=8, size=32, batch_size=2, num_workers=0, val_size=1, train_starts=2, seed=5)
+
+
+@pytest.fixture(scope="module")
+def drums_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("drums")
+    rows = [(f"d{i}", 0, "drums", "train" if i < 4 else "test") for i in range(6)]
+    make_official_dataset(root, rows, csv_name="audioset_drums.csv", separate_audio=True)
+    return root
+
+
+def batches(dm, split, epoch=0):
+    loader = {"train": dm.train_dataloader, "val": dm.val_dataloader, "test": dm.test_dataloader}[split]()
+    if split == "train":
+        loader.sampler.set_epoch(epoch)
+    return list(loader)
+
+
+def test_cached_batches_equal_uncached(drums_root, tmp_path):
+    enc = TinyAudioEncoder()
+    plain = AudioSetDrumsDataModule(str(drums_root), **ARGS)
+    cached = AudioSetDrumsDataModule(str(drums_root), cache_dir=str(tmp_path / "cache"), **ARGS)
+    folder = build_cache(cached, tiny_encode_frames, TINY_FRAMES_SETTINGS, enc, shard_size=3, device="cpu")
+    assert len(list(folder.glob("shard-*.safetensors"))) == 3  # 3 train files x 2 starts + 1 val = 7 clips
+    plain.setup("fit")
+    cached.expect_cache(TINY_FRAMES_SETTINGS, enc.settings())
+    cached.setup("fit")
+    for split, epoch in [("train", 0), ("train", 1), ("val", 0)]:
+        for a, b in zip(batches(plain, split, epoch), batches(cached, split, epoch), strict=True):
+            assert a["id"] == b["id"] and a["label"] == b["label"]
+            assert torch.equal(a["start"], b["start"])
+            assert torch.equal(a["audio"], b["audio"])
+            assert torch.equal(tiny_encode_frames(a["frames"]), b["latents"])
+            assert torch.equal(enc(a["audio"]).hidden_states, b["audio_states"])
+            assert "frames" not in b
+    # a second build finds everything cached and computes nothing
+    mtimes = {p: p.stat().st_mtime_ns for p in folder.glob("shard-*")}
+    assert build_cache(cached, tiny_encode_frames, TINY_FRAMES_SETTINGS, enc, device="cpu") == folder
+    assert mtimes == {p: p.stat().st_mtime_ns for p in folder.glob("shard-*")}
+
+
+def test_changed_setting_or_file_invalidates(drums_root, tmp_path):
+    cache_dir = tmp_path / "cache"
+    dm = AudioSetDrumsDataModule(str(drums_root), cache_dir=str(cache_dir), **ARGS)
+    old = build_cache(dm, tiny_encode_frames, TINY_FRAMES_SETTINGS, TinyAudioEncoder(seed=0), device="cpu")
+    changed = TinyAudioEncoder(seed=1)
+    dm.expect_cache(TINY_FRAMES_SETTINGS, changed.settings())
+    with pytest.raises(CacheError, match="no feature cache .* current settings"):
+        dm.make_dataset("train")
+    new = build_cache(dm, tiny_encode_frames, TINY_FRAMES_SETTINGS, changed, device="cpu")
+    assert new != old
+    item = dm.make_dataset("train")[0]
+    assert torch.equal(item["audio_states"], changed(item["audio"][None]).hidden_states[0])
+    # another clip shape is another cache too
+    other = AudioSetDrumsDataModule(str(drums_root), cache_dir=str(cache_dir), **{**ARGS, "num_frames": 12})
+    other.expect_cache(TINY_FRAMES_SETTINGS, changed.settings())
+    other.setup("fit")
+    with pytest.raises(CacheError):
+        other.train_dataloader()
+    # a file changed on disk since caching is stale
+    wav = drums_root / "audio" / "d0.wav"
+    st = wav.stat()
+    os.utime(wav, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    try:
+        with pytest.raises(CacheError, match="stale"):
+            dm.make_dataset("train")
+    finally:
+        os.utime(wav, ns=(st.st_atime_ns, st.st_mtime_ns))
