@@ -24,6 +24,11 @@ from av_lightning.encoders.base import AudioEncoder
 from av_lightning.pipeline import make_scheduler, sample
 from av_lightning.tempo import AudioMapper, TempoTokens
 
+try:  # set by LightningCLI while it instantiates the model
+    from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
+except ImportError:  # pragma: no cover - older Lightning
+    _given_hyperparameters = None
+
 Conditioning = Literal["audio", "text", "text+audio", "none"]
 TRAINABLE = ("mapper.", "tokens.")
 
@@ -80,7 +85,12 @@ class AudioToVideo(pl.LightningModule):
         super().__init__()
         if conditioning not in ("audio", "text", "text+audio", "none"):
             raise ValueError(f"conditioning must be audio, text, text+audio or none, got {conditioning!r}")
-        self.save_hyperparameters(ignore=["backbone", "encoder", "mapper", "tokens", "metrics", "optimizer"])
+        # Under LightningCLI the sub-modules arrive as config dicts (class_path / init_args) and are
+        # saved, so `load_from_checkpoint` and `generate` can rebuild the model; built in Python they
+        # are module objects, kept out of the hyper-parameters.
+        cli_config = _given_hyperparameters.get() if _given_hyperparameters is not None else None
+        ignore = ["metrics"] if cli_config is not None else ["backbone", "encoder", "mapper", "tokens", "metrics", "optimizer"]
+        self.save_hyperparameters(ignore=ignore)
         self.backbone = backbone
         self.encoder = encoder
         self.mapper = mapper
