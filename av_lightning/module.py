@@ -57,6 +57,10 @@ class AudioToVideo(pl.LightningModule):
         metrics: metrics updated in ``test_step`` (each has ``update_from_clips``).
         save_test_videos: directory to write generated test clips (mp4 with audio), or None.
         optimizer: builds the optimizer from the trainable parameters (LightningCLI injects it).
+        compat: ``"official"`` feeds the mapper the encoder's raw patch tokens of all layers
+            (``encoder.patch_tokens``, BEATs: ``(B, 48, 9216)`` per second) instead of the
+            time-averaged hidden states, as the released official adapters expect (DESIGN §5,
+            ``av_lightning/official.py``); None is this project's method.
     """
 
     def __init__(
@@ -81,10 +85,15 @@ class AudioToVideo(pl.LightningModule):
         metrics: Optional[Sequence[nn.Module]] = None,
         save_test_videos: Optional[str] = None,
         optimizer: OptimizerCallable = default_optimizer,
+        compat: Optional[Literal["official"]] = None,
     ):
         super().__init__()
         if conditioning not in ("audio", "text", "text+audio", "none"):
             raise ValueError(f"conditioning must be audio, text, text+audio or none, got {conditioning!r}")
+        if compat not in (None, "official"):
+            raise ValueError(f"compat must be None or 'official', got {compat!r}")
+        if compat == "official" and not hasattr(encoder, "patch_tokens"):
+            raise ValueError(f"compat='official' needs an encoder with patch_tokens() (BEATsEncoder), got {type(encoder).__name__}")
         # Under LightningCLI the sub-modules arrive as config dicts (class_path / init_args) and are
         # saved, so `load_from_checkpoint` and `generate` can rebuild the model; built in Python they
         # are module objects, kept out of the hyper-parameters.
@@ -167,15 +176,22 @@ class AudioToVideo(pl.LightningModule):
         if latents is not None and latents.shape[2] != F_:
             raise ValueError(f"batch['latents'] has {latents.shape[2]} frames, the model is set to num_frames={F_}")
 
-    def audio_tokens(self, batch: dict) -> torch.Tensor:
-        """Audio (or cached encoder states) -> ``(B, F, K, d_t)`` tempo tokens."""
+    def audio_tokens(self, batch: dict, num_frames: Optional[int] = None) -> torch.Tensor:
+        """Audio (or cached encoder states) -> ``(B, F, K, d_t)`` tempo tokens.
+
+        ``num_frames`` (default: the configured F) lets generation make windows of another length.
+        """
+        num_frames = num_frames or self.hparams.num_frames
         states = batch.get("audio_states")
         mask = batch.get("audio_mask")
-        if states is None:
+        if states is None and self.hparams.get("compat") == "official":
+            with torch.no_grad():  # (B, P, Lh·d) raw patch tokens, time-major
+                states = self.encoder.patch_tokens(batch["audio"])
+        elif states is None:
             with torch.no_grad():
                 out = self.encoder(batch["audio"])
             states, mask = out.hidden_states, out.mask
-        a = self.mapper(states.float(), self.hparams.num_frames, mask)
+        a = self.mapper(states.float(), num_frames, mask)
         return self.tokens(a)
 
     def prompt_templates(self, labels: Sequence[str], mode: Conditioning) -> list[str]:
