@@ -1,0 +1,42 @@
+"""Data: PyAV clip I/O, clips, LightningDataModules, VGGSound filtering and the feature cache.
+
+See ``docs/data.md`` for the layout, the clip policy and the batch keys.
+"""
+
+from av_lightning.data.cache import CacheError, CachedClipDataset, build_cache, open_cache
+from av_lightning.data.clips import ClipDataset, ClipRecord, ClipSpec, EpochSampler, clip_start, load_clip
+from av_lightning.data.datamodules import (
+    AudioSetDrumsDataModule,
+    AudioVideoDataModule,
+    FolderDataModule,
+    LandscapeDataModule,
+    VGGSoundDataModule,
+    read_manifest,
+)
+from av_lightning.data.io import MediaError, MediaInfo, probe, read_audio, read_frames, write_audio, write_video
+
+__all__ = [
+    "AudioSetDrumsDataModule",
+    "AudioVideoDataModule",
+    "CacheError",
+    "CachedClipDataset",
+    "ClipDataset",
+    "ClipRecord",
+    "ClipSpec",
+    "EpochSampler",
+    "FolderDataModule",
+    "LandscapeDataModule",
+    "MediaError",
+    "MediaInfo",
+    "VGGSoundDataModule",
+    "build_cache",
+    "clip_start",
+    "load_clip",
+    "open_cache",
+    "probe",
+    "read_audio",
+    "read_frames",
+    "read_manifest",
+    "write_audio",
+    "write_video",
+]

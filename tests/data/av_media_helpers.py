@@ -1,7 +1,7 @@
 """Shared test helpers: small synthetic mp4/wav files, official-layout datasets, tiny encoders.
 
-Import from tests in this folder with ``from av_media_helpers import ...`` (pytest puts this
-folder on ``sys.path``); other test folders can add it with ``sys.path.insert``.
+Import with ``from tests.data.av_media_helpers import ...`` (pytest runs with the repository
+root on ``sys.path`` and ``--import-mode=importlib``).
 """
 
 from __future__ import annotations
@@ -126,3 +126,22 @@ def tiny_encode_frames(frames: torch.Tensor) -> torch.Tensor:
 
 
 TINY_FRAMES_SETTINGS = {"class": "tiny_encode_frames", "channels": 4, "downsample": 8}
+
+
+class TinyBackbone(torch.nn.Module):
+    """Stands in for the frozen text-to-video backbone's VAE side: ``encode_frames`` + ``settings``."""
+
+    def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        return tiny_encode_frames(frames)
+
+    def settings(self) -> dict:
+        return dict(TINY_FRAMES_SETTINGS)
+
+
+class TinyModel(torch.nn.Module):
+    """What ``av-lightning cache`` needs from a LightningModule: ``backbone`` and ``encoder``."""
+
+    def __init__(self, encoder_seed: int = 0) -> None:
+        super().__init__()
+        self.backbone = TinyBackbone()
+        self.encoder = TinyAudioEncoder(seed=encoder_seed)

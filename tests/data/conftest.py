@@ -2,7 +2,7 @@
 
 import pytest
 
-from av_media_helpers import TinyAudioEncoder
+from tests.data.av_media_helpers import TinyAudioEncoder
 
 
 @pytest.fixture

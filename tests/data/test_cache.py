@@ -5,7 +5,7 @@ import torch
 
 from av_lightning.data.cache import CacheError, build_cache
 from av_lightning.data.datamodules import AudioSetDrumsDataModule
-from av_media_helpers import TINY_FRAMES_SETTINGS, TinyAudioEncoder, make_official_dataset, tiny_encode_frames
+from tests.data.av_media_helpers import TINY_FRAMES_SETTINGS, TinyAudioEncoder, make_official_dataset, tiny_encode_frames
 
 ARGS = dict(fps=24, num_frames=8, size=32, batch_size=2, num_workers=0, val_size=1, train_starts=2, seed=5)
 
@@ -75,3 +75,30 @@ def test_changed_setting_or_file_invalidates(drums_root, tmp_path):
             dm.make_dataset("train")
     finally:
         os.utime(wav, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_cache_command_from_yaml_overlays(drums_root, tmp_path, capsys):
+    from av_lightning.commands.cache import main
+
+    base = tmp_path / "base.yaml"
+    base.write_text(f"""
+model:
+  class_path: tests.data.av_media_helpers.TinyModel
+  init_args: {{encoder_seed: 0}}
+data:
+  class_path: av_lightning.data.AudioSetDrumsDataModule
+  init_args: {{root: "{drums_root}", fps: 24, num_frames: 8, size: 32, batch_size: 2, num_workers: 0,
+              val_size: 1, train_starts: 2, seed: 5, cache_dir: "{tmp_path / 'cache'}"}}
+""")
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text("model:\n  init_args:\n    encoder_seed: 3\n")
+    assert main(["--config", str(base), "--config", str(overlay), "--device", "cpu"]) == 0
+    assert "features in" in capsys.readouterr().out
+    dm = AudioSetDrumsDataModule(str(drums_root), cache_dir=str(tmp_path / "cache"), **ARGS)
+    dm.expect_cache(TINY_FRAMES_SETTINGS, TinyAudioEncoder(seed=3).settings())
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["latents"].shape == (2, 4, 8, 4, 4) and batch["audio_states"].shape[0] == 2
+    dm.expect_cache(TINY_FRAMES_SETTINGS, TinyAudioEncoder(seed=0).settings())
+    with pytest.raises(CacheError):
+        dm.train_dataloader()

@@ -9,7 +9,7 @@ from av_lightning.commands.filter_vggsound import main as filter_main
 from av_lightning.data.datamodules import VGGSoundDataModule
 from av_lightning.data.filtering import FIELDS, read_filter_csv
 from av_lightning.data.io import write_audio, write_video
-from av_media_helpers import make_official_dataset
+from tests.data.av_media_helpers import make_official_dataset
 
 AUDIO_CLASSES = ["Drum", "Dog", "Rain", "Speech"]
 IMAGE_CLASSES = ["drum kit", "dog", "umbrella", "person"]
