@@ -8,7 +8,7 @@ The audio has a short decaying broadband burst (a click) at each event time ``e 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -47,7 +47,7 @@ def render_video(
     rng = np.random.default_rng(seed)
     scale = size / 64
     background = 40 + 120 * _smooth_noise(rng, size, size, max(2, int(6 * scale)))
-    side = max(4, int(round(14 * scale)))
+    side = max(4, round(14 * scale))
     patch = 170 + 80 * _smooth_noise(rng, side, side, max(2, int(4 * scale)))
     offsets = np.zeros(num_frames)
     recoil = (1.0, 0.5, 1 / 6)
@@ -60,7 +60,7 @@ def render_video(
     frames = np.empty((num_frames, size, size, 3), dtype=np.uint8)
     for f in range(num_frames):
         img = background.copy()
-        x = x0 + int(round(offsets[f]))
+        x = x0 + round(offsets[f])
         img[y0 : y0 + side, x : x + side] = patch
         frames[f] = np.clip(img[..., None] * tint, 0, 255).astype(np.uint8)
     return frames
@@ -81,11 +81,11 @@ def render_audio(
         seed: noise seed.
     """
     rng = np.random.default_rng(seed)
-    audio = np.zeros(int(round(duration * sample_rate)), dtype=np.float32)
+    audio = np.zeros(round(duration * sample_rate), dtype=np.float32)
     n = int(0.01 * sample_rate)
     envelope = np.exp(-np.arange(n) / (0.003 * sample_rate))
     for t in events:
-        start = int(round(t * sample_rate))
+        start = round(t * sample_rate)
         if 0 <= start < audio.size:
             burst = 0.2 * rng.standard_normal(n) * envelope
             stop = min(audio.size, start + n)

@@ -7,11 +7,10 @@ files: every frame of a video, and a mono waveform at its native rate.
 from __future__ import annotations
 
 import os
-from typing import Union
 
 import numpy as np
 
-PathLike = Union[str, os.PathLike]
+PathLike = str | os.PathLike
 
 
 def read_video(path: PathLike) -> tuple[np.ndarray, float]:
@@ -74,7 +73,9 @@ def read_audio(path: PathLike) -> tuple[np.ndarray, int]:
     return np.concatenate(chunks, axis=1).mean(axis=0).astype(np.float32), int(rate)
 
 
-def write_clip(path: PathLike, frames: np.ndarray, fps: float, audio=None, sample_rate: int = 16000) -> None:
+def write_clip(
+    path: PathLike, frames: np.ndarray, fps: float, audio=None, sample_rate: int = 16000
+) -> None:
     """Write uint8 ``(F, H, W, 3)`` frames as an H.264 mp4 (visually lossless, CRF 10), with an
     optional mono float ``(S,)`` AAC audio track. Used by tests and benchmarks."""
     from fractions import Fraction
@@ -90,7 +91,9 @@ def write_clip(path: PathLike, frames: np.ndarray, fps: float, audio=None, sampl
         if audio is not None:
             astream = container.add_stream("aac", rate=sample_rate, layout="mono")
         for img in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")):
+            for packet in stream.encode(
+                av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+            ):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)

@@ -26,8 +26,9 @@ Two modes:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Optional, Sequence, Union
+from typing import Literal
 
 import numpy as np
 import torch
@@ -72,7 +73,12 @@ class ClipAlignment:
 
     def as_row(self) -> list[float]:
         """``[score, |A|, |V|, matches]``: one row of the metric's per-clip state."""
-        return [self.score, float(self.audio_peaks.size), float(self.video_peaks.size), float(self.matches)]
+        return [
+            self.score,
+            float(self.audio_peaks.size),
+            float(self.video_peaks.size),
+            float(self.matches),
+        ]
 
 
 def intersection_over_union(num_audio: int, num_video: int, matches: int) -> float:
@@ -117,7 +123,9 @@ def count_matches(audio_peaks: np.ndarray, video_peaks: np.ndarray, tolerance: f
     return matches
 
 
-def count_matches_reference(audio_peaks: Sequence[float], video_peaks: Sequence[float], fps: float) -> int:
+def count_matches_reference(
+    audio_peaks: Sequence[float], video_peaks: Sequence[float], fps: float
+) -> int:
     """The reference matching: each onset in order takes the first unused peak with
     ``v - 1/fps < a < v + 1/fps`` (the authors' expression, evaluated the same way)."""
     used = [False] * len(video_peaks)
@@ -155,7 +163,9 @@ def farneback_trajectory(frames: np.ndarray) -> np.ndarray:
     return np.asarray(steps[:1] + steps, dtype=np.float64)
 
 
-def align_reference(frames: np.ndarray, audio: np.ndarray, fps: float, sample_rate: int) -> ClipAlignment:
+def align_reference(
+    frames: np.ndarray, audio: np.ndarray, fps: float, sample_rate: int
+) -> ClipAlignment:
     """AV-Align of one clip exactly as the authors' script computes it.
 
     Args:
@@ -175,10 +185,10 @@ def align_reference(frames: np.ndarray, audio: np.ndarray, fps: float, sample_ra
 
 def align_paper(
     videos: torch.Tensor,
-    audio: Union[torch.Tensor, Sequence[np.ndarray]],
+    audio: torch.Tensor | Sequence[np.ndarray],
     fps: float,
     sample_rate: int,
-    flow: HornSchunckParams = HornSchunckParams(),
+    flow: HornSchunckParams | None = None,
     peak_floor: float = REFERENCE_PEAK_FLOOR,
     chunk_pairs: int = 512,
 ) -> list[ClipAlignment]:
@@ -193,19 +203,26 @@ def align_paper(
         peak_floor: minimum mean flow magnitude of a video peak (input pixels per frame).
         chunk_pairs: frame pairs solved at once.
     """
-    trajectories = flow_magnitude_trajectory(videos, flow, chunk_pairs=chunk_pairs).double().cpu().numpy()
+    flow = HornSchunckParams() if flow is None else flow
+    trajectories = (
+        flow_magnitude_trajectory(videos, flow, chunk_pairs=chunk_pairs).double().cpu().numpy()
+    )
     out = []
     for trajectory, wave in zip(trajectories, audio):
         wave = wave.detach().float().cpu().numpy() if isinstance(wave, torch.Tensor) else wave
         audio_peaks = superflux_onsets(wave, sample_rate)
         video_peaks = local_maxima(trajectory, peak_floor) / fps
-        out.append(ClipAlignment(audio_peaks, video_peaks, count_matches(audio_peaks, video_peaks, 1 / fps)))
+        out.append(
+            ClipAlignment(
+                audio_peaks, video_peaks, count_matches(audio_peaks, video_peaks, 1 / fps)
+            )
+        )
     return out
 
 
 def align_clips(
     videos: torch.Tensor,
-    audio: Union[torch.Tensor, Sequence[np.ndarray]],
+    audio: torch.Tensor | Sequence[np.ndarray],
     fps: float,
     sample_rate: int,
     mode: Mode = "paper",
@@ -225,12 +242,16 @@ def align_clips(
     if len(audio) != videos.shape[0]:
         raise ValueError(f"got {videos.shape[0]} videos but {len(audio)} waveforms")
     if fps is None or fps <= 0 or sample_rate is None or sample_rate <= 0:
-        raise ValueError(f"need positive fps and sample_rate, got fps={fps}, sample_rate={sample_rate}")
+        raise ValueError(
+            f"need positive fps and sample_rate, got fps={fps}, sample_rate={sample_rate}"
+        )
     if mode == "paper":
         return align_paper(videos, audio, fps, sample_rate, **paper_kwargs)
     if mode == "reference":
         frames = videos.permute(0, 1, 3, 4, 2).cpu().numpy()
-        waves = [w.detach().float().cpu().numpy() if isinstance(w, torch.Tensor) else w for w in audio]
+        waves = [
+            w.detach().float().cpu().numpy() if isinstance(w, torch.Tensor) else w for w in audio
+        ]
         return [align_reference(f, w, fps, sample_rate) for f, w in zip(frames, waves)]
     raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
 
@@ -266,7 +287,7 @@ class AVAlign(Metric, VideoMetric):
         mode: Mode = "paper",
         alpha: float = HornSchunckParams.alpha,
         iterations: int = HornSchunckParams.iterations,
-        max_side: Optional[int] = HornSchunckParams.max_side,
+        max_side: int | None = HornSchunckParams.max_side,
         blur_sigma: float = HornSchunckParams.blur_sigma,
         peak_floor: float = REFERENCE_PEAK_FLOOR,
         chunk_pairs: int = 512,
@@ -286,7 +307,9 @@ class AVAlign(Metric, VideoMetric):
         # One row per clip: [score (NaN if empty), |A|, |V|, matches].
         self.add_state("clips", default=[], dist_reduce_fx="cat")
 
-    def update(self, videos: torch.Tensor, audio: torch.Tensor, fps: float, sample_rate: int) -> None:
+    def update(
+        self, videos: torch.Tensor, audio: torch.Tensor, fps: float, sample_rate: int
+    ) -> None:
         """Score a batch.
 
         Args:
@@ -297,21 +320,40 @@ class AVAlign(Metric, VideoMetric):
         """
         kwargs = {}
         if self.mode == "paper":
-            kwargs = dict(flow=self.flow_params, peak_floor=self.peak_floor, chunk_pairs=self.chunk_pairs)
+            kwargs = {
+                "flow": self.flow_params,
+                "peak_floor": self.peak_floor,
+                "chunk_pairs": self.chunk_pairs,
+            }
         results = align_clips(videos, audio, fps, sample_rate, mode=self.mode, **kwargs)
         rows = torch.tensor([r.as_row() for r in results], dtype=torch.float64, device=self.device)
         self.clips.append(rows.view(-1, 4))
 
-    def update_from_clips(self, fake, real=None, audio=None, texts=None, fps=None, sample_rate=None) -> None:
+    def update_from_clips(
+        self, fake, real=None, audio=None, texts=None, fps=None, sample_rate=None
+    ) -> None:
         """Uses ``fake`` and ``audio`` (both required), ``fps`` and ``sample_rate``."""
-        self.update(fake, self._require("audio", audio), self._require("fps", fps), self._require("sample_rate", sample_rate))
+        self.update(
+            fake,
+            self._require("audio", audio),
+            self._require("fps", fps),
+            self._require("sample_rate", sample_rate),
+        )
 
     def compute(self) -> dict[str, torch.Tensor]:
-        rows = dim_zero_cat(self.clips) if len(self.clips) else torch.zeros(0, 4, dtype=torch.float64, device=self.device)
+        rows = (
+            dim_zero_cat(self.clips)
+            if len(self.clips)
+            else torch.zeros(0, 4, dtype=torch.float64, device=self.device)
+        )
         scores = rows[:, 0]
         empty = torch.isnan(scores)
         scored = scores[~empty]
-        mean = scored.mean() if scored.numel() else torch.tensor(float("nan"), dtype=torch.float64, device=rows.device)
+        mean = (
+            scored.mean()
+            if scored.numel()
+            else torch.tensor(float("nan"), dtype=torch.float64, device=rows.device)
+        )
         return {
             "av_align": mean,
             "av_align_empty": empty.sum().to(torch.float64),

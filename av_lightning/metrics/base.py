@@ -17,12 +17,13 @@ Lightning checkpoint of the adapter does not carry a copy of the I3D weights.
 from __future__ import annotations
 
 import os
-from typing import Any, Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
-PathLike = Union[str, os.PathLike]
+PathLike = str | os.PathLike
 
 
 class VideoMetric:
@@ -36,11 +37,11 @@ class VideoMetric:
     def update_from_clips(
         self,
         fake: torch.Tensor,
-        real: Optional[torch.Tensor] = None,
-        audio: Optional[torch.Tensor] = None,
-        texts: Optional[Sequence[str]] = None,
-        fps: Optional[float] = None,
-        sample_rate: Optional[int] = None,
+        real: torch.Tensor | None = None,
+        audio: torch.Tensor | None = None,
+        texts: Sequence[str] | None = None,
+        fps: float | None = None,
+        sample_rate: int | None = None,
     ) -> None:
         """Update the metric from one batch of generated clips.
 
@@ -107,9 +108,9 @@ class FrozenNet(nn.Module):
     unpickling (TorchScript modules do not pickle).
     """
 
-    def __init__(self, net: Union[nn.Module, PathLike], persistent: bool = False) -> None:
+    def __init__(self, net: nn.Module | PathLike, persistent: bool = False) -> None:
         super().__init__()
-        self.path: Optional[str] = None
+        self.path: str | None = None
         if isinstance(net, (str, os.PathLike)):
             self.path = os.fspath(net)
             net = self._load(self.path)
@@ -149,14 +150,14 @@ class FrozenNet(nn.Module):
         with torch.no_grad():
             return self.module(*args, **kwargs)
 
-    def train(self, mode: bool = True) -> "FrozenNet":
+    def train(self, mode: bool = True) -> FrozenNet:
         # The wrapper follows its parent's mode; the network inside never leaves eval mode
         # (dropout/batch-norm statistics in I3D/C3D/CLIP must not change under `model.train()`).
         self.training = mode
         self.module.eval()
         return self
 
-    def _apply(self, fn: Any, recurse: bool = True) -> "FrozenNet":
+    def _apply(self, fn: Any, recurse: bool = True) -> FrozenNet:
         super()._apply(fn, recurse)
         if not self.persistent:
             object.__setattr__(self, "_hidden_net", self.__dict__["_hidden_net"]._apply(fn))

@@ -25,22 +25,28 @@ SUPERFLUX_SAMPLE_RATE = 44100
 REFERENCE_SAMPLE_RATE = 22050
 
 #: madmom's SuperFlux program defaults (``bin/SuperFlux``), the ones the paper names.
-SUPERFLUX_SETTINGS: dict[str, Any] = dict(
-    frame_size=2048,
-    fps=200,
-    num_bands=24,
-    fmin=30.0,
-    fmax=17000.0,
-    norm_filters=False,
-    mul=1.0,
-    add=1.0,
-    diff_ratio=0.5,
-    diff_max_bins=3,
-    positive_diffs=True,
-)
-SUPERFLUX_PEAK_PICKING: dict[str, float] = dict(
-    threshold=1.1, pre_max=0.01, post_max=0.05, pre_avg=0.15, post_avg=0.0, combine=0.03, delay=0.0
-)
+SUPERFLUX_SETTINGS: dict[str, Any] = {
+    "frame_size": 2048,
+    "fps": 200,
+    "num_bands": 24,
+    "fmin": 30.0,
+    "fmax": 17000.0,
+    "norm_filters": False,
+    "mul": 1.0,
+    "add": 1.0,
+    "diff_ratio": 0.5,
+    "diff_max_bins": 3,
+    "positive_diffs": True,
+}
+SUPERFLUX_PEAK_PICKING: dict[str, float] = {
+    "threshold": 1.1,
+    "pre_max": 0.01,
+    "post_max": 0.05,
+    "pre_avg": 0.15,
+    "post_avg": 0.0,
+    "combine": 0.03,
+    "delay": 0.0,
+}
 
 
 def _as_mono(audio: np.ndarray) -> np.ndarray:
@@ -56,7 +62,9 @@ def resample(audio: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
 
     if int(orig_sr) == int(target_sr):
         return audio
-    return librosa.resample(audio, orig_sr=int(orig_sr), target_sr=int(target_sr), res_type="soxr_hq")
+    return librosa.resample(
+        audio, orig_sr=int(orig_sr), target_sr=int(target_sr), res_type="soxr_hq"
+    )
 
 
 @lru_cache(maxsize=1)

@@ -22,7 +22,6 @@ multiplied back by the scale factor).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -50,7 +49,7 @@ class HornSchunckParams:
 
     alpha: float = 0.05
     iterations: int = 64
-    max_side: Optional[int] = 128
+    max_side: int | None = 128
     blur_sigma: float = 1.0
 
 
@@ -63,7 +62,7 @@ def to_gray(frames: torch.Tensor) -> torch.Tensor:
 
 def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """Separable Gaussian blur of ``(N, 1, H, W)`` with replicate borders."""
-    radius = max(1, int(round(3 * sigma)))
+    radius = max(1, round(3 * sigma))
     coords = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
     k = torch.exp(-0.5 * (coords / sigma) ** 2)
     k = k / k.sum()
@@ -136,7 +135,7 @@ def horn_schunck(
     return flow
 
 
-def _downscale(gray: torch.Tensor, max_side: Optional[int]) -> tuple[torch.Tensor, float]:
+def _downscale(gray: torch.Tensor, max_side: int | None) -> tuple[torch.Tensor, float]:
     """Area-downscale ``(N, H, W)`` so that max(H, W) <= max_side; returns (images, scale) where
     ``scale`` = input pixels per output pixel."""
     h, w = gray.shape[-2:]
