@@ -115,3 +115,55 @@ def make_clip_dir(path: Path, seed: int = 0) -> Path:
     CLIPModel(config).eval().save_pretrained(path)
     CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(path)
     return path
+
+
+def ddp_metrics(clip_dir: str) -> dict:
+    """Every metric, built identically in every process."""
+    from av_lightning.metrics import AVAlign, CLIPSIM, FVD, VideoInceptionScore
+
+    return {
+        "fvd": FVD(TinyVideoNet(out=8), num_features=8),
+        "is": VideoInceptionScore(TinyVideoNet(out=5, head="probs"), splits=2),
+        "clipsim": CLIPSIM(clip_dir),
+        "av_align_paper": AVAlign(mode="paper"),
+        "av_align_reference": AVAlign(mode="reference"),
+    }
+
+
+def ddp_batch(indices) -> dict:
+    """The clips ``indices`` of a fixed 4-clip test set (16 frames of 32x32; clip 3 is silent)."""
+    videos, audio = [], []
+    for i in indices:
+        v, a = av_batch(shift=(0, 5, 1, 0)[i], seeds=(i,), silent=i == 3)
+        videos.append(v[:, :16, :, ::2, ::2])
+        audio.append(a[:, : int(16 / FPS * SAMPLE_RATE)])
+    return {
+        "fake": torch.cat(videos),
+        "real": torch.cat(videos).flip(1),
+        "audio": torch.cat(audio),
+        "texts": [("drums", "rain", "dog", "car")[i] for i in indices],
+        "fps": FPS,
+        "sample_rate": SAMPLE_RATE,
+    }
+
+
+def compute_all(metrics: dict) -> dict:
+    return {name: metric.compute() for name, metric in metrics.items()}
+
+
+def ddp_worker(rank: int, world_size: int, init_file: str, clip_dir: str, out_file: str) -> None:
+    """One process of the two-process CPU DDP check: update with this rank's half, compute."""
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    try:
+        metrics = ddp_metrics(clip_dir)
+        for metric in metrics.values():
+            metric.update_from_clips(**ddp_batch([2 * rank, 2 * rank + 1]))
+        results = compute_all(metrics)
+        results["av_align_per_clip"] = metrics["av_align_reference"].per_clip()
+        if rank == 0:
+            torch.save(results, out_file)
+    finally:
+        dist.destroy_process_group()
