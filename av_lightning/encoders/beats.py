@@ -406,7 +406,8 @@ def load_beats_checkpoint(path: str | os.PathLike) -> BEATsModel:
             f"{path} is not a BEATs checkpoint: expected a dict with keys 'cfg' (architecture) and "
             f"'model' (state dict) as in {CHECKPOINT_NAME}, found {found}"
         )
-    model = BEATsModel(BEATsConfig.from_dict(blob["cfg"]))
+    with torch.device("meta"):  # no throw-away random init: the checkpoint's tensors are used as is
+        model = BEATsModel(BEATsConfig.from_dict(blob["cfg"]))
     load_beats_state_dict(model, blob["model"], source=path)
     return model
 
@@ -426,7 +427,7 @@ def load_beats_state_dict(model: BEATsModel, state: dict, source: str = "state d
             f"unexpected keys: {show(unexpected)}; wrong shapes: {show(wrong)}. Expected a BEATs "
             f"checkpoint such as {CHECKPOINT_NAME}"
         )
-    model.load_state_dict(state, strict=True)
+    model.load_state_dict(state, strict=True, assign=any(p.is_meta for p in model.parameters()))
     tables = [k for k in state if k.endswith("self_attn.relative_attention_bias.weight")]
     if any(not torch.equal(state[k], state[tables[0]]) for k in tables[1:]):
         log.warning("%s: the per-layer relative position tables differ; BEATs uses the first layer's", source)

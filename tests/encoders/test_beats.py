@@ -1,0 +1,293 @@
+"""BEATs written for this project: checkpoint format, independent checks, time axis, labels."""
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torchaudio
+
+from av_lightning.encoders.beats import (
+    BEATsConfig,
+    BEATsEncoder,
+    BEATsModel,
+    beats_fbank,
+    load_beats_state_dict,
+    num_patch_steps,
+    relative_position_bucket,
+)
+
+FIXTURES = Path(__file__).with_name("fixtures")
+
+
+def reference_listing() -> dict[str, tuple[int, ...]]:
+    """Keys and shapes of BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt (a shipped copy)."""
+    listing = {}
+    for line in (FIXTURES / "beats_state_dict.txt").read_text().splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        key, shape = line.split("\t")
+        listing[key] = tuple(int(s) for s in shape.strip("()").split(",") if s.strip())
+    return listing
+
+
+def save_checkpoint(path: Path, cfg: dict, model: BEATsModel) -> Path:
+    torch.save({"cfg": cfg, "model": model.state_dict()}, path)
+    return path
+
+
+# ----------------------------------------------------------------------------- checkpoint format
+
+
+def test_full_size_checkpoint_matches_reference_listing_and_loads(tmp_path, full_beats_cfg, noise):
+    with torch.device("meta"):
+        model = BEATsModel(BEATsConfig.from_dict(full_beats_cfg))
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    listing = reference_listing()
+    assert shapes == listing
+    # the file the authors ship: {'cfg', 'model'} with every listed key (random weights here)
+    g = torch.Generator().manual_seed(0)
+    state = {k: 0.02 * torch.randn(shape, generator=g) for k, shape in listing.items()}
+    for k in state:  # like the real file: 12 copies of the one relative-position table
+        if k.endswith("relative_attention_bias.weight"):
+            state[k] = state["encoder.layers.0.self_attn.relative_attention_bias.weight"]
+    path = tmp_path / "BEATs_full.pt"
+    torch.save({"cfg": full_beats_cfg, "model": state}, path)
+    del state
+    enc = BEATsEncoder.from_checkpoint(path)  # strict: no missing, no unexpected keys
+    assert (enc.num_layers, enc.hidden_size, enc.feature_size) == (12, 768, 9216)
+    tokens = enc.patch_tokens(noise(1, 1.0))
+    assert tokens.shape == (1, 48, 9216)  # DESIGN §5: 6 time steps x 8 bands, 12 layers x 768
+    assert torch.isfinite(tokens).all()
+
+
+def test_small_checkpoint_is_deterministic_in_eval(tmp_path, small_beats_cfg, noise):
+    enc = BEATsEncoder(cfg=small_beats_cfg, seed=7)
+    path = save_checkpoint(tmp_path / "small.pt", small_beats_cfg, enc.model)
+    a, b = BEATsEncoder.from_checkpoint(path), BEATsEncoder.from_checkpoint(path)
+    x = noise(2, 1.3)
+    ref = enc(x).hidden_states
+    torch.testing.assert_close(a(x).hidden_states, ref, rtol=0, atol=0)
+    torch.testing.assert_close(b(x).hidden_states, ref, rtol=0, atol=0)
+    assert a.settings()["checkpoint"] == str(path.resolve())
+
+
+@pytest.mark.parametrize(
+    "blob, words",
+    [
+        ({"model": {}}, "expected a dict with keys 'cfg'"),
+        ({"state_dict": {}, "hyper_parameters": {}}, "is not a BEATs checkpoint"),
+        ([1, 2, 3], "is not a BEATs checkpoint"),
+    ],
+)
+def test_other_files_are_rejected(tmp_path, blob, words):
+    path = tmp_path / "other.pt"
+    torch.save(blob, path)
+    with pytest.raises(ValueError, match=words):
+        BEATsEncoder.from_checkpoint(path)
+
+
+def test_wrong_keys_are_listed(tmp_path, small_beats_cfg):
+    model = BEATsModel(BEATsConfig.from_dict(small_beats_cfg))
+    state = model.state_dict()
+    state.pop("predictor.bias")
+    state["decoder.weight"] = torch.zeros(3)
+    state["encoder.layer_norm.weight"] = torch.zeros(5)
+    path = tmp_path / "bad.pt"
+    torch.save({"cfg": small_beats_cfg, "model": state}, path)
+    with pytest.raises(ValueError) as err:
+        BEATsEncoder.from_checkpoint(path)
+    msg = str(err.value)
+    assert "predictor.bias" in msg and "decoder.weight" in msg and "encoder.layer_norm.weight" in msg
+
+
+def test_constructor_needs_one_source(small_beats_cfg, tmp_path):
+    with pytest.raises(ValueError, match="exactly one of checkpoint"):
+        BEATsEncoder()
+    with pytest.raises(ValueError, match="exactly one of checkpoint"):
+        BEATsEncoder(checkpoint="x.pt", cfg=small_beats_cfg)
+    with pytest.raises(FileNotFoundError, match="BEATs_iter3_plus_AS2M"):
+        BEATsEncoder(checkpoint=str(tmp_path / "missing.pt"))
+    with pytest.raises(ValueError, match="activation_fn"):
+        BEATsEncoder(cfg=dict(small_beats_cfg, activation_fn="glu"))
+    with pytest.raises(ValueError, match="time_shifts"):
+        BEATsEncoder(cfg=small_beats_cfg, time_shifts=0)
+
+
+# ----------------------------------------------------------------------------- independent checks
+
+
+def test_matches_espnet_on_the_same_weights():
+    """Oracle: ESPnet's BEATs on small random weights (see fixtures/make_espnet_fixture.py)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fixture_maker", FIXTURES / "make_espnet_fixture.py")
+    maker = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(maker)
+    blob = torch.load(FIXTURES / "beats_espnet_small.pt", weights_only=True)
+    model = BEATsModel(BEATsConfig.from_dict(blob["cfg"])).eval()
+    load_beats_state_dict(model, blob["model"])
+    x = maker.test_waveform()
+    steps = num_patch_steps(torch.tensor([x.shape[1]] * 2))
+    with torch.no_grad():
+        got = torch.stack(model(beats_fbank(x), steps), dim=2)
+    torch.testing.assert_close(got, blob["layers"], atol=1e-5, rtol=1e-5)
+
+
+def test_fbank_is_torchaudio_kaldi(noise):
+    x = noise(2, 0.5)
+    got = beats_fbank(x)
+    for i in range(2):
+        direct = torchaudio.compliance.kaldi.fbank(
+            x[i : i + 1] * 32768, num_mel_bins=128, sample_frequency=16000, frame_length=25, frame_shift=10
+        )
+        torch.testing.assert_close(got[i], (direct - 15.41663) / (2 * 6.55582))
+    assert got.shape == (2, 1 + (8000 - 400) // 160, 128)
+
+
+def brute_force_bucket(offset: int, num_buckets: int, max_distance: int) -> int:
+    """T5 bidirectional bucket of one key-minus-query offset, from the formula, one number at a time."""
+    half = num_buckets // 2
+    bucket = half if offset > 0 else 0
+    distance = abs(offset)
+    exact = half // 2
+    if distance < exact:
+        return bucket + distance
+    # float32 like the model: truncation of log-spaced positions
+    scaled = torch.tensor(math.log(distance / exact) / math.log(max_distance / exact)).float().item()
+    large = exact + int(scaled * (half - exact))
+    return bucket + min(large, half - 1)
+
+
+@pytest.mark.parametrize("num_buckets, max_distance", [(320, 800), (32, 64)])
+def test_relative_position_bucket_matches_brute_force(num_buckets, max_distance):
+    offsets = torch.arange(-1200, 1201)
+    got = relative_position_bucket(offsets, num_buckets, max_distance).tolist()
+    want = [brute_force_bucket(o, num_buckets, max_distance) for o in offsets.tolist()]
+    mismatches = [(o, g, w) for o, g, w in zip(offsets.tolist(), got, want) if g != w]
+    assert not mismatches, mismatches[:5]
+
+
+def test_weight_norm_conv_equals_torch_weight_norm(small_beats_cfg):
+    conv_module = BEATsModel(BEATsConfig.from_dict(small_beats_cfg)).encoder.pos_conv[0]
+    ref = torch.nn.Conv1d(16, 16, 8, padding=4, groups=4)
+    ref = torch.nn.utils.parametrizations.weight_norm(ref, dim=2)
+    with torch.no_grad():
+        ref.parametrizations.weight.original0.copy_(conv_module.weight_g)
+        ref.parametrizations.weight.original1.copy_(conv_module.weight_v)
+        ref.bias.copy_(conv_module.bias)
+    x = torch.randn(2, 16, 11)
+    torch.testing.assert_close(conv_module(x), ref(x))
+
+
+# ----------------------------------------------------------------------------- time axis
+
+
+@pytest.mark.parametrize("seconds, steps", [(0.5, 3), (1.0, 6), (10.0, 62)])
+def test_documented_shapes(encoders, noise, seconds, steps):
+    enc = encoders["beats"]
+    x = noise(1, seconds)
+    out = enc(x)
+    assert out.hidden_states.shape == (1, steps, 2, 16)
+    assert out.frame_rate == 6.25
+    assert enc.patch_tokens(x).shape == (1, steps * 8, 2 * 16)
+
+
+def test_patch_tokens_are_time_major_and_average_to_hidden_states(encoders, noise):
+    enc = encoders["beats"]
+    x = noise(1, 1.0)
+    tokens = enc.patch_tokens(x).view(1, 6, 8, 2, 16)  # (B, T, bands, Lh, d): t * 8 + f
+    torch.testing.assert_close(tokens.mean(dim=2), enc(x).hidden_states)
+
+
+def test_long_audio_is_chunked_on_one_grid(small_beats_cfg, noise):
+    chunked = BEATsEncoder(cfg=small_beats_cfg, chunk_seconds=2.0)
+    x = noise(2, 5.0)
+    out = chunked(x)
+    assert out.hidden_states.shape[1] == num_patch_steps(x.shape[1]) == 31
+    # each window holds 12 steps (1.92 s) and starts where the previous one's steps end
+    for first in (0, 12, 24):
+        start = first * 2560
+        alone = chunked(x[:, start : start + 32000]).hidden_states
+        n = min(12, alone.shape[1])
+        torch.testing.assert_close(out.hidden_states[:, first : first + n], alone[:, :n], atol=1e-5, rtol=1e-5)
+
+
+def expected_shift_steps(num_samples: int, n: int) -> int:
+    return sum(num_patch_steps(num_samples - round(i * 2560 / n)) for i in range(n))
+
+
+@pytest.mark.parametrize("n, seconds", [(2, 0.5), (3, 1.0), (4, 1.0), (4, 10.0)])
+def test_time_shifts_count(small_beats_cfg, noise, n, seconds):
+    enc = BEATsEncoder(cfg=small_beats_cfg, time_shifts=n)
+    out = enc(noise(1, seconds))
+    assert out.frame_rate == 6.25 * n
+    assert out.hidden_states.shape[1] == expected_shift_steps(int(seconds * 16000), n)
+    assert out.mask.all()
+
+
+def test_shifted_copies_interleave_in_time_order(small_beats_cfg, noise):
+    """Step k * n + i of the interleaved axis is step k of the audio advanced by i / n of a step."""
+    n = 4
+    shifted = BEATsEncoder(cfg=small_beats_cfg, time_shifts=n)
+    plain = BEATsEncoder(cfg=small_beats_cfg)
+    x = noise(1, 1.5)
+    out = shifted(x).hidden_states
+    for i in range(n):
+        copy = plain(x[:, i * 640 :]).hidden_states
+        torch.testing.assert_close(out[:, i::n][:, : copy.shape[1]], copy)
+
+
+@pytest.mark.parametrize("n", [1, 2, 4])
+def test_impulse_lands_on_the_nearest_step(small_beats_cfg, n):
+    """Where a click changes the hidden states most is where the time axis says it is."""
+    enc = BEATsEncoder(cfg=small_beats_cfg, time_shifts=n)
+    positions = list(range(3000, 28000, 1663))
+    clicks = torch.zeros(len(positions) + 1, 32000)  # the last row stays silent
+    for row, p in enumerate(positions):
+        clicks[row, p] = 0.5
+    states = enc(clicks).hidden_states
+    step = 2560 / n  # samples between steps; step m covers [m * step, m * step + 2800)
+    for row, p in enumerate(positions):
+        change = (states[row] - states[-1])[:, 0].norm(dim=-1)
+        centres = torch.arange(change.shape[0]) * step + 1400
+        nearest = int((centres - p).abs().argmin())
+        assert abs(int(change.argmax()) - nearest) <= 1, (p, int(change.argmax()), nearest)
+        weight = change**4
+        centroid = float((weight * centres).sum() / weight.sum())
+        assert abs(centroid - p) < step / 2, (p, centroid)
+
+
+# ----------------------------------------------------------------------------- labels
+
+
+def test_predict_labels(encoders, noise):
+    enc = encoders["beats"]
+    labels = enc.predict_labels(noise(2, 1.0), top_k=3)
+    assert len(labels) == 2 and all(len(item) == 3 for item in labels)
+    for item in labels:
+        probs = [p for _, p in item]
+        assert probs == sorted(probs, reverse=True) and all(0 < p < 1 for p in probs)
+        assert all(isinstance(name, str) and name for name, _ in item)
+    probs = enc.predict_proba(noise(2, 1.0))
+    assert probs.shape == (2, 527)
+
+
+def test_predict_proba_ignores_padding(encoders, noise):
+    enc = encoders["beats"]
+    a = noise(1, 0.8, seed=4)
+    batch = torch.cat([a, torch.ones(1, 8000)], dim=1)
+    torch.testing.assert_close(
+        enc.predict_proba(batch, lengths=torch.tensor([a.shape[1]])), enc.predict_proba(a), atol=1e-6, rtol=1e-5
+    )
+
+
+def test_labels_need_a_predictor(small_beats_cfg, noise):
+    enc = BEATsEncoder(cfg=dict(small_beats_cfg, finetuned_model=False))
+    with pytest.raises(ValueError, match="finetuned_model"):
+        enc.predict_labels(noise(1, 1.0))
+
+
+def test_too_short_audio_says_how_long(encoders):
+    with pytest.raises(ValueError, match="at least 2800 samples"):
+        encoders["beats"](torch.zeros(1, 2000))
