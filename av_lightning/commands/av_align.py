@@ -15,9 +15,9 @@ import math
 import multiprocessing as mp
 import os
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional
 
 VIDEO_EXTENSIONS = (".mp4",)
 
@@ -74,7 +74,7 @@ def score_file(job: tuple[str, str, str, str]) -> FileResult:
     import torch
 
     from av_lightning.metrics._video import read_audio, read_video
-    from av_lightning.metrics.av_align import align_clips
+    from av_lightning.metrics.alignment import align_clips
 
     result = FileResult(video=video, audio=audio)
     try:
@@ -106,12 +106,19 @@ def score_pairs(
     from tqdm import tqdm
 
     jobs = [(os.fspath(v), os.fspath(a), mode, device) for v, a in pairs]
-    bar = dict(total=len(jobs), desc=f"av-align ({mode})", unit="video", disable=not progress)
+    bar = {
+        "total": len(jobs),
+        "desc": f"av-align ({mode})",
+        "unit": "video",
+        "disable": not progress,
+    }
     if workers <= 1:
         return [score_file(job) for job in tqdm(jobs, **bar)]
     threads = max(1, (os.cpu_count() or 1) // workers)
     # spawn: forking a process whose OpenMP pool has run is not safe (libgomp).
-    with mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(threads,)) as pool:
+    with mp.get_context("spawn").Pool(
+        workers, initializer=_init_worker, initargs=(threads,)
+    ) as pool:
         return list(tqdm(pool.imap(score_file, jobs), **bar))
 
 
@@ -119,11 +126,15 @@ def write_csv(results: list[FileResult], path: Path) -> None:
     """One row per file: ``file, audio, score, audio_peaks, video_peaks, matches, status``."""
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["file", "audio", "score", "audio_peaks", "video_peaks", "matches", "status"])
+        writer.writerow(
+            ["file", "audio", "score", "audio_peaks", "video_peaks", "matches", "status"]
+        )
         for r in results:
             status = r.error or ("empty" if r.empty else "ok")
             score = "" if r.skipped or r.empty else f"{r.score:.6f}"
-            writer.writerow([r.video, r.audio, score, r.audio_peaks, r.video_peaks, r.matches, status])
+            writer.writerow(
+                [r.video, r.audio, score, r.audio_peaks, r.video_peaks, r.matches, status]
+            )
 
 
 def summarise(results: list[FileResult]) -> dict:
@@ -142,7 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="av-lightning av-align",
         description="AV-Align of every NAME.mp4 in DIR against NAME.wav (or the mp4's own audio).",
     )
-    p.add_argument("directory", type=Path, metavar="DIR", help="folder of .mp4 files (and .wav files)")
+    p.add_argument(
+        "directory", type=Path, metavar="DIR", help="folder of .mp4 files (and .wav files)"
+    )
     p.add_argument(
         "--mode",
         choices=("paper", "reference"),
@@ -150,14 +163,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="paper: SuperFlux onsets + Horn–Schunck flow; reference: the authors' script "
         "(librosa + Farneback) [default: %(default)s]",
     )
-    p.add_argument("--workers", type=int, default=1, help="parallel processes [default: %(default)s]")
+    p.add_argument(
+        "--workers", type=int, default=1, help="parallel processes [default: %(default)s]"
+    )
     p.add_argument("--out", type=Path, default=None, help="CSV of per-file scores")
     p.add_argument("--device", default="cpu", help="torch device of paper mode's optical flow")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return p
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Entry point of ``av-lightning av-align``; returns the exit status."""
     args = build_parser().parse_args(argv)
     if not args.directory.is_dir():
@@ -165,9 +180,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     pairs = find_pairs(args.directory)
     if not pairs:
-        print(f"av-align: no {'/'.join(VIDEO_EXTENSIONS)} files in {args.directory}", file=sys.stderr)
+        print(
+            f"av-align: no {'/'.join(VIDEO_EXTENSIONS)} files in {args.directory}", file=sys.stderr
+        )
         return 2
-    results = score_pairs(pairs, args.mode, args.workers, args.device, progress=not args.no_progress)
+    results = score_pairs(
+        pairs, args.mode, args.workers, args.device, progress=not args.no_progress
+    )
     summary = summarise(results)
     if args.out is not None:
         write_csv(results, args.out)

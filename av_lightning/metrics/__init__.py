@@ -4,31 +4,54 @@ Every metric is a :class:`torchmetrics.Metric` and a :class:`~.base.VideoMetric`
 LightningModule updates all of them with one call,
 ``metric.update_from_clips(fake=..., real=..., audio=..., texts=..., fps=..., sample_rate=...)``.
 See docs/metrics.md.
+
+Names are imported lazily: ``import av_lightning.metrics.alignment`` (the ``av-align`` command's
+workers) does not pay for importing torchmetrics and transformers.
 """
 
-from av_lightning.metrics.av_align import AVAlign, ClipAlignment, align_clips
-from av_lightning.metrics.base import FrozenNet, VideoMetric
-from av_lightning.metrics.clipsim import CLIPSIM
-from av_lightning.metrics.fvd import FVD, frechet_distance
-from av_lightning.metrics.inception import VideoInceptionScore, inception_score
-from av_lightning.metrics.optical_flow import (
-    HornSchunckParams,
-    flow_magnitude_trajectory,
-    horn_schunck,
-)
+from __future__ import annotations
 
-__all__ = [
-    "CLIPSIM",
-    "FVD",
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "AVAlign": "av_align",
+    "ClipAlignment": "alignment",
+    "align_clips": "alignment",
+    "CLIPSIM": "clipsim",
+    "FVD": "fvd",
+    "frechet_distance": "fvd",
+    "VideoInceptionScore": "inception",
+    "inception_score": "inception",
+    "FrozenNet": "base",
+    "VideoMetric": "base",
+    "HornSchunckParams": "optical_flow",
+    "flow_magnitude_trajectory": "optical_flow",
+    "horn_schunck": "optical_flow",
+}
+
+__all__ = [  # noqa: RUF022 - same order as _EXPORTS
     "AVAlign",
     "ClipAlignment",
-    "FrozenNet",
-    "HornSchunckParams",
-    "VideoInceptionScore",
-    "VideoMetric",
     "align_clips",
-    "flow_magnitude_trajectory",
+    "CLIPSIM",
+    "FVD",
     "frechet_distance",
-    "horn_schunck",
+    "VideoInceptionScore",
     "inception_score",
+    "FrozenNet",
+    "VideoMetric",
+    "HornSchunckParams",
+    "flow_magnitude_trajectory",
+    "horn_schunck",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -45,14 +45,18 @@ def random_videos(n: int, frames: int = 16, size: int = 16, seed: int = 0) -> to
     return ((base + noise).clamp(0, 1) * 255).round().to(torch.uint8)
 
 
-def av_batch(shift: int = 0, seeds=(0, 1, 2), silent: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def av_batch(
+    shift: int = 0, seeds=(0, 1, 2), silent: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Synthetic clips: uint8 ``(B, 48, 3, 64, 64)`` and float ``(B, 32000)`` at 16 kHz.
 
     ``silent``: static video (first frame repeated) and all-zero audio.
     """
     videos, audio = [], []
     for seed in seeds:
-        frames, wave = render_clip(EVENTS, audio_shift_frames=shift, seed=seed, fps=FPS, sample_rate=SAMPLE_RATE)
+        frames, wave = render_clip(
+            EVENTS, audio_shift_frames=shift, seed=seed, fps=FPS, sample_rate=SAMPLE_RATE
+        )
         if silent:
             frames = np.repeat(frames[:1], len(frames), axis=0)
             wave = np.zeros_like(wave)
@@ -87,7 +91,9 @@ def make_clip_dir(path: Path, seed: int = 0) -> Path:
     vocab = {t: i for i, t in enumerate(tokens)}
     (path / "vocab.json").write_text(json.dumps(vocab))
     (path / "merges.txt").write_text("#version: 0.2\n")
-    tokenizer = CLIPTokenizer(vocab=os.fspath(path / "vocab.json"), merges=os.fspath(path / "merges.txt"))
+    tokenizer = CLIPTokenizer(
+        vocab=os.fspath(path / "vocab.json"), merges=os.fspath(path / "merges.txt")
+    )
     tokenizer.save_pretrained(path)
     config = CLIPConfig(
         text_config={
@@ -113,13 +119,15 @@ def make_clip_dir(path: Path, seed: int = 0) -> Path:
     )
     torch.manual_seed(seed)
     CLIPModel(config).eval().save_pretrained(path)
-    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(path)
+    CLIPImageProcessor(
+        size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
+    ).save_pretrained(path)
     return path
 
 
 def ddp_metrics(clip_dir: str) -> dict:
     """Every metric, built identically in every process."""
-    from av_lightning.metrics import AVAlign, CLIPSIM, FVD, VideoInceptionScore
+    from av_lightning.metrics import CLIPSIM, FVD, AVAlign, VideoInceptionScore
 
     return {
         "fvd": FVD(TinyVideoNet(out=8), num_features=8),
@@ -156,7 +164,9 @@ def ddp_worker(rank: int, world_size: int, init_file: str, clip_dir: str, out_fi
     import torch.distributed as dist
 
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    dist.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size
+    )
     try:
         metrics = ddp_metrics(clip_dir)
         for metric in metrics.values():

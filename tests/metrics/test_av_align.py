@@ -9,7 +9,6 @@ import sys
 import numpy as np
 import pytest
 import torch
-from tests.metrics.metric_helpers import EVENTS, FPS, SAMPLE_RATE, av_batch
 
 from av_lightning.metrics.av_align import (
     AVAlign,
@@ -18,6 +17,7 @@ from av_lightning.metrics.av_align import (
     intersection_over_union,
     local_maxima,
 )
+from tests.metrics.metric_helpers import EVENTS, FPS, SAMPLE_RATE, av_batch
 
 MODES = ("paper", "reference")
 
@@ -62,7 +62,9 @@ def reference_loop(frames: np.ndarray, audio: np.ndarray, fps: float, sample_rat
     import cv2
     import librosa
 
-    y = librosa.resample(audio.astype(np.float32), orig_sr=sample_rate, target_sr=22050, res_type="soxr_hq")
+    y = librosa.resample(
+        audio.astype(np.float32), orig_sr=sample_rate, target_sr=22050, res_type="soxr_hq"
+    )
     audio_peaks = librosa.onset.onset_detect(y=y, sr=22050, units="time")
 
     def magnitude(a, b):
@@ -91,16 +93,24 @@ def reference_loop(frames: np.ndarray, audio: np.ndarray, fps: float, sample_rat
 
 
 def test_reference_mode_matches_plain_loop_score_for_score():
-    batches = [av_batch(shift=s, seeds=(s + 3,)) for s in (0, 1, 2, 5)] + [av_batch(silent=True, seeds=(9,))]
+    batches = [av_batch(shift=s, seeds=(s + 3,)) for s in (0, 1, 2, 5)] + [
+        av_batch(silent=True, seeds=(9,))
+    ]
     videos = torch.cat([v for v, _ in batches])
     audio = torch.cat([a for _, a in batches])
     # Add some noise so that onsets and peaks are not all at the planted places.
     g = torch.Generator().manual_seed(0)
     audio[1] += 0.01 * torch.randn(audio.shape[1], generator=g)
-    videos[2] = (videos[2].int() + torch.randint(-3, 4, videos[2].shape, generator=g)).clamp(0, 255).to(torch.uint8)
+    videos[2] = (
+        (videos[2].int() + torch.randint(-3, 4, videos[2].shape, generator=g))
+        .clamp(0, 255)
+        .to(torch.uint8)
+    )
     _, rows = scores("reference", videos, audio)
     for i in range(len(videos)):
-        expected = reference_loop(videos[i].permute(0, 2, 3, 1).numpy(), audio[i].numpy(), FPS, SAMPLE_RATE)
+        expected = reference_loop(
+            videos[i].permute(0, 2, 3, 1).numpy(), audio[i].numpy(), FPS, SAMPLE_RATE
+        )
         got = rows[i, 0].item()
         assert (math.isnan(expected) and math.isnan(got)) or got == expected, (i, got, expected)
     assert len({round(r, 6) for r in rows[:, 0].tolist() if not math.isnan(r)}) > 1  # not all equal
@@ -120,7 +130,9 @@ def test_matching_and_score_definitions():
     assert count_matches_reference([0.5], [0.54], 24) == 1
     assert count_matches_reference([0.5], [0.55], 24) == 0
     assert count_matches_reference([0.5, 0.51], [0.5], 24) == 1  # one-to-one
-    np.testing.assert_array_equal(local_maxima(np.array([0.0, 0.0, 0.5, 0.5, 0.0, 0.3, 0.05]), 0.1), [5])
+    np.testing.assert_array_equal(
+        local_maxima(np.array([0.0, 0.0, 0.5, 0.5, 0.0, 0.3, 0.05]), 0.1), [5]
+    )
 
 
 def test_missing_inputs_and_bad_mode_fail_loudly():

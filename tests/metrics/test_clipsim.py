@@ -22,7 +22,9 @@ def direct_clipsim(clip_dir, videos: torch.Tensor, texts: list[str]) -> float:
             t = model.get_text_features(**tokens)
             t = (t if isinstance(t, torch.Tensor) else t.pooler_output)[0]
             for frame in video:
-                pixels = processor(images=[frame.permute(1, 2, 0).numpy()], return_tensors="pt")["pixel_values"]
+                pixels = processor(images=[frame.permute(1, 2, 0).numpy()], return_tensors="pt")[
+                    "pixel_values"
+                ]
                 i = model.get_image_features(pixel_values=pixels)
                 i = (i if isinstance(i, torch.Tensor) else i.pooler_output)[0]
                 total += torch.nn.functional.cosine_similarity(i, t, dim=0).item()

@@ -40,13 +40,17 @@ def test_metric_matches_numpy_on_tiny_classifier():
         probs = net(videos.permute(0, 2, 1, 3, 4)).double().numpy()
     ref_mean, ref_std = numpy_is(probs, 4)
     out = metric.compute()
-    assert abs(out["is_mean"].item() - ref_mean) < 1e-6 and abs(out["is_std"].item() - ref_std) < 1e-6
+    assert (
+        abs(out["is_mean"].item() - ref_mean) < 1e-6 and abs(out["is_std"].item() - ref_std) < 1e-6
+    )
 
 
 def test_logits_are_softmaxed_once_and_probs_not_at_all():
     videos = random_videos(10, seed=1)
     from_probs = VideoInceptionScore(TinyVideoNet(out=5, head="probs"), splits=2)
-    from_logits = VideoInceptionScore(TinyVideoNet(out=5, head="logits"), outputs="logits", splits=2)
+    from_logits = VideoInceptionScore(
+        TinyVideoNet(out=5, head="logits"), outputs="logits", splits=2
+    )
     from_probs.update(videos)
     from_logits.update(videos)
     torch.testing.assert_close(from_probs.compute(), from_logits.compute())

@@ -29,6 +29,8 @@ def test_two_process_gloo_equals_single_process(tmp_path, clip_dir):
     distributed = torch.load(out_file, weights_only=False)
 
     for name, value in single.items():
-        torch.testing.assert_close(distributed[name], value, rtol=1e-5, atol=1e-8, equal_nan=True, msg=name)
+        torch.testing.assert_close(
+            distributed[name], value, rtol=1e-5, atol=1e-8, equal_nan=True, msg=name
+        )
     assert single["av_align_reference"]["av_align_empty"] == 1
     assert distributed["av_align_per_clip"].shape == (4, 4)  # gathered from both processes

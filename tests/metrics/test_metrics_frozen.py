@@ -7,7 +7,7 @@ import pickle
 import torch
 from torch import nn
 
-from av_lightning.metrics import AVAlign, CLIPSIM, FVD, FrozenNet, VideoInceptionScore
+from av_lightning.metrics import CLIPSIM, FVD, AVAlign, FrozenNet, VideoInceptionScore
 from tests.metrics.metric_helpers import FPS, SAMPLE_RATE, TinyVideoNet, av_batch, random_videos
 
 
@@ -26,7 +26,12 @@ def feed(metrics: dict, seed: int = 0) -> None:
     audio = audio[:, : int(16 / FPS * SAMPLE_RATE)]
     for metric in metrics.values():
         metric.update_from_clips(
-            fake=videos, real=videos.flip(0), audio=audio, texts=["drums", "rain"], fps=FPS, sample_rate=SAMPLE_RATE
+            fake=videos,
+            real=videos.flip(0),
+            audio=audio,
+            texts=["drums", "rain"],
+            fps=FPS,
+            sample_rate=SAMPLE_RATE,
         )
 
 

@@ -14,7 +14,9 @@ from av_lightning.metrics.optical_flow import (
 )
 
 
-def smooth_texture(shift_x: float = 0.0, shift_y: float = 0.0, size: int = 64, seed: int = 0) -> torch.Tensor:
+def smooth_texture(
+    shift_x: float = 0.0, shift_y: float = 0.0, size: int = 64, seed: int = 0
+) -> torch.Tensor:
     """``(size, size)`` float32 sum of low-frequency sinusoids, content moved by (shift_x, shift_y)
     pixels (evaluated analytically, so the translation is exact)."""
     rng = np.random.default_rng(seed)
@@ -62,7 +64,10 @@ def test_static_video_has_zero_flow_and_gray_matches_opencv():
 
     g = torch.Generator().manual_seed(1)
     frame = torch.randint(0, 256, (1, 3, 20, 20), generator=g, dtype=torch.uint8)
-    assert flow_magnitude_trajectory(frame.repeat(1, 4, 1, 1, 1).view(1, 4, 3, 20, 20)).abs().max() == 0
+    assert (
+        flow_magnitude_trajectory(frame.repeat(1, 4, 1, 1, 1).view(1, 4, 3, 20, 20)).abs().max()
+        == 0
+    )
     rgb = frame[0].permute(1, 2, 0).numpy()
     ours = to_gray(frame[0]).numpy() * 255
     np.testing.assert_allclose(ours, cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), atol=0.51)
