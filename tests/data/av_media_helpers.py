@@ -12,6 +12,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 import torch
+from lightning.pytorch import LightningModule
 
 from av_lightning.data.io import write_audio, write_video
 from av_lightning.encoders.base import AudioEncoder, EncoderOutput
@@ -138,10 +139,10 @@ class TinyBackbone(torch.nn.Module):
         return dict(TINY_FRAMES_SETTINGS)
 
 
-class TinyModel(torch.nn.Module):
+class TinyModel(LightningModule):
     """What ``av-lightning cache`` needs from a LightningModule: ``backbone`` and ``encoder``."""
 
-    def __init__(self, encoder_seed: int = 0) -> None:
+    def __init__(self, encoder_seed: int = 0, num_frames: int = 24, fps: float = 24.0, sample_rate: int = 16000) -> None:
         super().__init__()
         self.backbone = TinyBackbone()
         self.encoder = TinyAudioEncoder(seed=encoder_seed)
