@@ -59,13 +59,11 @@ def _import(class_path: str):
 
 
 def instantiate(config: Any) -> Any:
-    """Build ``{"class_path", "init_args"}`` configs recursively (LightningCLI's saved form)."""
-    from lightning.pytorch.cli import instantiate_class
-
+    """Build ``{"class_path", "init_args"}`` configs recursively (LightningCLI's saved form: nested
+    sub-modules such as ``tokens.init_args.pool`` are built first)."""
     if isinstance(config, dict) and "class_path" in config:
         init = {k: instantiate(v) for k, v in (config.get("init_args") or {}).items()}
-        cls = _import(config["class_path"])
-        return instantiate_class((), {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": init})
+        return _import(config["class_path"])(**init)
     if isinstance(config, dict):
         return {k: instantiate(v) for k, v in config.items()}
     if isinstance(config, list):
