@@ -567,19 +567,19 @@ class BEATsEncoder(AudioEncoder):
         """``(B, S)`` 16 kHz -> ``EncoderOutput`` (see the class docstring); call via ``forward``."""
         if lengths is None:
             lengths = torch.full((waveform.shape[0],), waveform.shape[1], device=waveform.device)
-        n = self.time_shifts
-        copies = []
-        for i in range(n):
-            shift = round(i * self.step_samples / n)  # copy i starts i/n of a step later
-            if waveform.shape[1] - shift < self.min_samples:
-                break
-            states, steps = self._patch_states(waveform[:, shift:], (lengths - shift).clamp(min=0))
-            copies.append((states.mean(dim=2), steps))
+        n, b, num_samples = self.time_shifts, waveform.shape[0], waveform.shape[1]
+        # copy i starts i/n of a step later; the copies run as one batch (right-padded, masked)
+        shifts = [round(i * self.step_samples / n) for i in range(n)]
+        shifts = [s for s in shifts if num_samples - s >= self.min_samples]
+        batch = torch.cat([F.pad(waveform[:, s:], (0, s)) for s in shifts])
+        batch_lengths = torch.cat([(lengths - s).clamp(min=0) for s in shifts])
+        states, steps = self._patch_states(batch, batch_lengths)
+        states = states.mean(dim=2)
+        copies = [(states[i * b : (i + 1) * b], steps[i * b : (i + 1) * b]) for i in range(len(shifts))]
         # copy i's step k starts at (k + i / n) steps: output index k * n + i. A later copy has at
         # most one step fewer, so each item's real steps form a prefix of the interleaved axis.
         steps = torch.stack([s for _, s in copies], dim=1)  # (B, copies)
         total = int(steps.sum(dim=1).max())
-        b = waveform.shape[0]
         width = copies[0][0].shape[1] * n
         hidden = copies[0][0].new_zeros(b, width, self.num_layers, self.hidden_size)
         for i, (states, _) in enumerate(copies):

@@ -242,7 +242,7 @@ def test_shifted_copies_interleave_in_time_order(small_beats_cfg, noise):
 def test_impulse_lands_on_the_nearest_step(small_beats_cfg, n):
     """Where a click changes the hidden states most is where the time axis says it is."""
     enc = BEATsEncoder(cfg=small_beats_cfg, time_shifts=n)
-    positions = list(range(3000, 28000, 1663))
+    positions = list(range(3000, 28000, 2300))
     clicks = torch.zeros(len(positions) + 1, 32000)  # the last row stays silent
     for row, p in enumerate(positions):
         clicks[row, p] = 0.5

@@ -1,0 +1,100 @@
+"""Time the audio encoders on CPU: 10 s of audio, full-size BEATs (random weights), time_shifts.
+
+    .venv/bin/python bench/encoders.py [--seconds 10] [--repeats 2] [--out docs/results/encoders.md]
+
+Prints a markdown table and writes it, with the command and the machine, to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from av_lightning.encoders import BEATsEncoder, MelEncoder
+
+# the cfg of BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt (random weights: timing only)
+FULL_BEATS = {
+    "input_patch_size": 16, "embed_dim": 512, "conv_bias": False, "encoder_layers": 12,
+    "encoder_embed_dim": 768, "encoder_ffn_embed_dim": 3072, "encoder_attention_heads": 12,
+    "activation_fn": "gelu", "layer_norm_first": False, "deep_norm": True, "conv_pos": 128,
+    "conv_pos_groups": 16, "relative_position_embedding": True, "num_buckets": 320,
+    "max_distance": 800, "gru_rel_pos": True, "finetuned_model": True, "predictor_class": 527,
+}
+
+
+def measure(encoder, audio: torch.Tensor, repeats: int) -> dict:
+    """Median wall and process-CPU seconds of ``encoder(audio)`` after one warm-up call."""
+    encoder(audio[:, :16000])
+    walls, cpus = [], []
+    for _ in range(repeats):
+        w, c = time.perf_counter(), time.process_time()
+        out = encoder(audio)
+        walls.append(time.perf_counter() - w)
+        cpus.append(time.process_time() - c)
+    return {"wall": statistics.median(walls), "cpu": statistics.median(cpus), "shape": tuple(out.hidden_states.shape),
+            "rate": out.frame_rate}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--seconds", type=float, default=10.0, help="audio length (s)")
+    p.add_argument("--repeats", type=int, default=2, help="timed calls per row (median)")
+    p.add_argument("--shifts", type=int, nargs="+", default=[1, 4], help="time_shifts values for BEATs")
+    p.add_argument("--out", default="docs/results/encoders.md", help="markdown file to write")
+    args = p.parse_args(argv)
+
+    torch.manual_seed(0)
+    audio = 0.1 * torch.randn(1, int(args.seconds * 16000))
+    rows = []
+    for n in args.shifts:
+        enc = BEATsEncoder(cfg=FULL_BEATS, time_shifts=n)
+        r = measure(enc, audio, args.repeats)
+        rows.append((f"BEATs full size, time_shifts={n}", r))
+        print(f"BEATs time_shifts={n}: {r['wall']:.2f} s wall, {r['cpu']:.2f} s CPU", file=sys.stderr)
+        del enc
+    rows.append(("MelEncoder(n_mels=64, 100 Hz)", measure(MelEncoder(), audio, args.repeats)))
+
+    base = rows[0][1]["wall"]
+    lines = [
+        f"| encoder | hidden_states (B, T', Lh, d) | frame rate (Hz) | wall (s) | CPU (s) | x time_shifts=1 |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, r in rows:
+        lines.append(f"| {name} | {r['shape']} | {r['rate']:g} | {r['wall']:.2f} | {r['cpu']:.2f} | {r['wall'] / base:.2f} |")
+    table = "\n".join(lines)
+    print(table)
+
+    load = os.getloadavg() if hasattr(os, "getloadavg") else ("n/a",)
+    command = "python bench/encoders.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    text = f"""# Audio encoder cost on CPU
+
+{args.seconds:g} s of audio (batch 1), median of {args.repeats} calls after a warm-up; full-size BEATs
+(90M parameters, the cfg of `BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt`) with random weights,
+which cost the same as the real ones. CPU time is the process's user + system time (all threads).
+
+{table}
+
+Command: `{command.strip()}`
+
+Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}
+with {torch.get_num_threads()} threads; load average during the run {', '.join(f'{x:.1f}' for x in load)}
+(a shared machine: other jobs were running, so absolute times are pessimistic; the ratio between rows
+is the robust number). Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.
+"""
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(text)
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
