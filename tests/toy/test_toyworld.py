@@ -1,0 +1,95 @@
+"""The toy world: determinism, event rules, audio onsets on event frames, the files' layout."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+from av_lightning.data import toyworld as tw
+
+
+def test_clip_is_deterministic_from_seed():
+    a, b, c = tw.toy_clip(11), tw.toy_clip(11), tw.toy_clip(12)
+    assert torch.equal(a["frames"], b["frames"]) and torch.equal(a["audio"], b["audio"])
+    assert a["events"] == b["events"] and a["label"] == b["label"]
+    assert not torch.equal(a["frames"], c["frames"])
+    assert a["frames"].shape == (tw.NUM_FRAMES, 3, tw.SIZE, tw.SIZE) and a["frames"].dtype == torch.uint8
+    assert a["audio"].shape == (tw.NUM_SAMPLES,) and a["audio"].dtype == torch.float32
+    assert tw.toy_clip(3, "bass")["label"] == "bass"
+
+
+def test_batch_is_deterministic_and_matches_the_geometry():
+    x = tw.toy_batch(8, torch.Generator().manual_seed(0))
+    y = tw.toy_batch(8, torch.Generator().manual_seed(0))
+    assert torch.equal(x["frames"], y["frames"]) and torch.equal(x["label"], y["label"])
+    assert x["frames"].shape == (8, tw.NUM_FRAMES, 3, tw.SIZE, tw.SIZE)
+    assert x["events"].shape == (8, tw.NUM_FRAMES)
+
+
+def test_events_are_in_range_and_apart():
+    seen = set()
+    for seed in range(300):
+        ev = tw.toy_clip(seed)["events"]
+        assert 1 <= len(ev) <= tw.MAX_EVENTS
+        assert all(tw.FIRST_EVENT <= e <= tw.LAST_EVENT for e in ev)
+        assert all(b - a >= tw.MIN_GAP for a, b in zip(ev, ev[1:]))
+        seen.add(len(ev))
+    assert seen == {1, 2, 3}
+
+
+@pytest.mark.parametrize("cls", tw.CLASSES)
+def test_audio_onsets_at_event_frames(cls):
+    for seed in range(4):
+        clip = tw.toy_clip(seed, cls)
+        audio = clip["audio"].numpy()
+        win = 320  # 20 ms
+        loud = np.zeros_like(audio, dtype=bool)
+        for e in clip["events"]:
+            s = round(e / tw.FPS * tw.SAMPLE_RATE)
+            before = np.sqrt(np.mean(audio[s - win : s] ** 2))
+            after = np.sqrt(np.mean(audio[s : s + win] ** 2))
+            assert after > 20 * before, (cls, e, before, after)
+            loud[s : s + int(0.3 * tw.SAMPLE_RATE)] = True
+        # nothing but the quiet floor away from the events
+        assert np.abs(audio[~loud]).max() < 0.01
+
+
+def test_object_jumps_up_on_event_frames():
+    clip = tw.toy_clip(5, "drum")
+    rows = [(f[0] > 150).nonzero()[:, 0].float().mean().item() for f in clip["frames"]]
+    moved = [k for k in range(1, tw.NUM_FRAMES) if rows[k] < rows[k - 1] - 2.5]
+    assert moved == clip["events"]
+
+
+def test_written_world_loads_through_the_datamodule(tmp_path):
+    from av_lightning.data.datamodules import AudioVideoDataModule
+
+    manifest = tw.write_toy_world(tmp_path, num_train=4, num_test=2, seed=3, progress=False)
+    rows = list(csv.DictReader(open(manifest)))
+    assert [r["set"] for r in rows] == ["train"] * 4 + ["test"] * 2
+    assert list(rows[0]) == ["ytid", "start_time", "class", "set", "events"]
+    for r in rows:
+        assert (tmp_path / "video" / f"{r['ytid']}.mp4").is_file() and (tmp_path / "audio" / f"{r['ytid']}.wav").is_file()
+    dm = AudioVideoDataModule(str(tmp_path), manifest="toy.csv", fps=tw.FPS, num_frames=tw.NUM_FRAMES, size=tw.SIZE,
+                              batch_size=2, num_workers=0, val_size=0, eval_start="start")
+    dm.setup("test")
+    batch = next(iter(dm.test_dataloader()))
+    assert batch["frames"].shape == (2, tw.NUM_FRAMES, 3, tw.SIZE, tw.SIZE)
+    assert batch["audio"].shape == (2, tw.NUM_SAMPLES)
+    ref = tw.toy_clip(tw.clip_seed(3, "test", 0), tw.CLASSES[0])
+    assert batch["label"][0] == ref["label"]
+    # x264 at crf 0 keeps luma; yuv420p chroma costs a little at colour edges
+    assert (batch["frames"][0].float() - ref["frames"].float()).abs().mean() < 8
+    assert torch.allclose(batch["audio"][0], ref["audio"], atol=2e-4)
+
+
+def test_toy_datamodule_writes_the_world_on_first_use(tmp_path):
+    root = tmp_path / "toy"
+    dm = tw.ToyWorldDataModule(str(root), num_train=4, num_test=2, batch_size=2, val_size=1)
+    dm.prepare_data()
+    assert (root / "toy.csv").is_file()
+    dm.setup("fit")
+    assert len(dm.records["train"]) == 3 and len(dm.records["val"]) == 1
