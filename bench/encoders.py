@@ -14,7 +14,7 @@ import shlex
 import statistics
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -23,11 +23,24 @@ from av_lightning.encoders import BEATsEncoder, MelEncoder
 
 # the cfg of BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt (random weights: timing only)
 FULL_BEATS = {
-    "input_patch_size": 16, "embed_dim": 512, "conv_bias": False, "encoder_layers": 12,
-    "encoder_embed_dim": 768, "encoder_ffn_embed_dim": 3072, "encoder_attention_heads": 12,
-    "activation_fn": "gelu", "layer_norm_first": False, "deep_norm": True, "conv_pos": 128,
-    "conv_pos_groups": 16, "relative_position_embedding": True, "num_buckets": 320,
-    "max_distance": 800, "gru_rel_pos": True, "finetuned_model": True, "predictor_class": 527,
+    "input_patch_size": 16,
+    "embed_dim": 512,
+    "conv_bias": False,
+    "encoder_layers": 12,
+    "encoder_embed_dim": 768,
+    "encoder_ffn_embed_dim": 3072,
+    "encoder_attention_heads": 12,
+    "activation_fn": "gelu",
+    "layer_norm_first": False,
+    "deep_norm": True,
+    "conv_pos": 128,
+    "conv_pos_groups": 16,
+    "relative_position_embedding": True,
+    "num_buckets": 320,
+    "max_distance": 800,
+    "gru_rel_pos": True,
+    "finetuned_model": True,
+    "predictor_class": 527,
 }
 
 
@@ -40,15 +53,21 @@ def measure(encoder, audio: torch.Tensor, repeats: int) -> dict:
         out = encoder(audio)
         walls.append(time.perf_counter() - w)
         cpus.append(time.process_time() - c)
-    return {"wall": statistics.median(walls), "cpu": statistics.median(cpus), "shape": tuple(out.hidden_states.shape),
-            "rate": out.frame_rate}
+    return {
+        "wall": statistics.median(walls),
+        "cpu": statistics.median(cpus),
+        "shape": tuple(out.hidden_states.shape),
+        "rate": out.frame_rate,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seconds", type=float, default=10.0, help="audio length (s)")
     p.add_argument("--repeats", type=int, default=2, help="timed calls per row (median)")
-    p.add_argument("--shifts", type=int, nargs="+", default=[1, 4], help="time_shifts values for BEATs")
+    p.add_argument(
+        "--shifts", type=int, nargs="+", default=[1, 4], help="time_shifts values for BEATs"
+    )
     p.add_argument("--out", default="docs/results/encoders.md", help="markdown file to write")
     args = p.parse_args(argv)
 
@@ -59,17 +78,22 @@ def main(argv: list[str] | None = None) -> int:
         enc = BEATsEncoder(cfg=FULL_BEATS, time_shifts=n)
         r = measure(enc, audio, args.repeats)
         rows.append((f"BEATs full size, time_shifts={n}", r))
-        print(f"BEATs time_shifts={n}: {r['wall']:.2f} s wall, {r['cpu']:.2f} s CPU", file=sys.stderr)
+        print(
+            f"BEATs time_shifts={n}: {r['wall']:.2f} s wall, {r['cpu']:.2f} s CPU", file=sys.stderr
+        )
         del enc
     rows.append(("MelEncoder(n_mels=64, 100 Hz)", measure(MelEncoder(), audio, args.repeats)))
 
-    base = rows[0][1]["wall"]
+    base = rows[0][1]
     lines = [
-        f"| encoder | hidden_states (B, T', Lh, d) | frame rate (Hz) | wall (s) | CPU (s) | x time_shifts=1 |",
+        "| encoder | hidden_states (B, T', Lh, d) | frame rate (Hz) | wall (s) | CPU (s) | wall / CPU vs. first row |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for name, r in rows:
-        lines.append(f"| {name} | {r['shape']} | {r['rate']:g} | {r['wall']:.2f} | {r['cpu']:.2f} | {r['wall'] / base:.2f} |")
+        ratio = f"{r['wall'] / base['wall']:.2f} / {r['cpu'] / base['cpu']:.2f}"
+        lines.append(
+            f"| {name} | {r['shape']} | {r['rate']:g} | {r['wall']:.2f} | {r['cpu']:.2f} | {ratio} |"
+        )
     table = "\n".join(lines)
     print(table)
 
@@ -86,9 +110,9 @@ which cost the same as the real ones. CPU time is the process's user + system ti
 Command: `{command.strip()}`
 
 Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}
-with {torch.get_num_threads()} threads; load average during the run {', '.join(f'{x:.1f}' for x in load)}
+with {torch.get_num_threads()} threads; load average during the run {", ".join(f"{x:.1f}" for x in load)}
 (a shared machine: other jobs were running, so absolute times are pessimistic; the ratio between rows
-is the robust number). Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.
+is the robust number). Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.
 """
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text)

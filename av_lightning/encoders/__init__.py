@@ -11,13 +11,13 @@ from av_lightning.encoders.mel import MelEncoder
 
 __all__ = [
     "AudioEncoder",
-    "EncoderOutput",
-    "check_waveform",
     "BEATsConfig",
     "BEATsEncoder",
     "BEATsModel",
-    "load_beats_checkpoint",
+    "EncoderOutput",
     "HFAudioEncoder",
     "MelEncoder",
     "audioset_labels",
+    "check_waveform",
+    "load_beats_checkpoint",
 ]

@@ -8,7 +8,6 @@ feature extractors: the LightningModule never trains them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 from torch import nn
@@ -26,7 +25,7 @@ class EncoderOutput:
 
     hidden_states: torch.Tensor
     frame_rate: float
-    mask: Optional[torch.Tensor] = None
+    mask: torch.Tensor | None = None
 
 
 class AudioEncoder(nn.Module):
@@ -49,14 +48,14 @@ class AudioEncoder(nn.Module):
         """A JSON-serialisable description of everything that changes the output (cache keys)."""
         return {"class": type(self).__name__}
 
-    def encode(self, waveform: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> EncoderOutput:
+    def encode(self, waveform: torch.Tensor, lengths: torch.Tensor | None = None) -> EncoderOutput:
         raise NotImplementedError
 
     def forward(
         self,
         waveform: torch.Tensor,
-        lengths: Optional[torch.Tensor] = None,
-        sample_rate: Optional[int] = None,
+        lengths: torch.Tensor | None = None,
+        sample_rate: int | None = None,
     ) -> EncoderOutput:
         """Encode ``waveform`` (B, S) mono; ``lengths`` (B,) real samples per item (None: all S).
 
@@ -69,7 +68,7 @@ class AudioEncoder(nn.Module):
         return self.encode(waveform, lengths)
 
 
-def check_sample_rate(sample_rate: Optional[int], expected: int = 16000) -> None:
+def check_sample_rate(sample_rate: int | None, expected: int = 16000) -> None:
     """Raise unless ``sample_rate`` is None or ``expected`` (Hz)."""
     if sample_rate is not None and int(sample_rate) != expected:
         raise ValueError(
@@ -79,7 +78,10 @@ def check_sample_rate(sample_rate: Optional[int], expected: int = 16000) -> None
 
 
 def check_lengths(
-    lengths: Optional[torch.Tensor], waveform: torch.Tensor, min_samples: int = 1, sample_rate: int = 16000
+    lengths: torch.Tensor | None,
+    waveform: torch.Tensor,
+    min_samples: int = 1,
+    sample_rate: int = 16000,
 ) -> torch.Tensor:
     """Validate ``lengths`` (B,) in samples for ``waveform`` (B, S); None means every item is S long.
 
@@ -107,7 +109,9 @@ def check_lengths(
 def check_waveform(waveform: torch.Tensor, sample_rate: int = 16000, min_samples: int = 1) -> None:
     """Raise a clear error unless ``waveform`` is a finite float ``(B, S)`` mono batch."""
     if not isinstance(waveform, torch.Tensor):
-        raise TypeError(f"expected a torch.Tensor waveform (B, S) at {sample_rate} Hz, got {type(waveform).__name__}")
+        raise TypeError(
+            f"expected a torch.Tensor waveform (B, S) at {sample_rate} Hz, got {type(waveform).__name__}"
+        )
     if not waveform.is_floating_point():
         raise TypeError(
             f"expected a float waveform in [-1, 1] at {sample_rate} Hz, got dtype {waveform.dtype}; "
@@ -119,7 +123,9 @@ def check_waveform(waveform: torch.Tensor, sample_rate: int = 16000, min_samples
             f"{tuple(waveform.shape)}; mix stereo down with x.mean(dim=1) before encoding"
         )
     if waveform.shape[0] == 0:
-        raise ValueError(f"expected a non-empty batch (B, S) at {sample_rate} Hz, got shape {tuple(waveform.shape)}")
+        raise ValueError(
+            f"expected a non-empty batch (B, S) at {sample_rate} Hz, got shape {tuple(waveform.shape)}"
+        )
     if waveform.shape[1] < min_samples:
         raise ValueError(
             f"expected at least {min_samples} samples ({min_samples / sample_rate:.3f} s at {sample_rate} Hz), "

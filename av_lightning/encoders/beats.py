@@ -28,14 +28,18 @@ import logging
 import math
 import os
 from dataclasses import asdict, dataclass, fields
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
-import torchaudio.compliance.kaldi as kaldi
 from torch import nn
+from torchaudio.compliance import kaldi
 
-from av_lightning.encoders.base import AudioEncoder, EncoderOutput, check_sample_rate, check_waveform
+from av_lightning.encoders.base import (
+    AudioEncoder,
+    EncoderOutput,
+    check_sample_rate,
+    check_waveform,
+)
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +87,7 @@ class BEATsConfig:
     num_mel_bins: int = 128
 
     @classmethod
-    def from_dict(cls, cfg: dict) -> "BEATsConfig":
+    def from_dict(cls, cfg: dict) -> BEATsConfig:
         """Build from a checkpoint's ``cfg``; training-only keys are ignored, unknown keys logged."""
         if not isinstance(cfg, dict):
             raise TypeError(f"expected the BEATs cfg as a dict, got {type(cfg).__name__}")
@@ -102,9 +106,13 @@ class BEATsConfig:
                 f"{sorted(_ACTIVATIONS)}"
             )
         if self.deep_norm and self.layer_norm_first:
-            raise ValueError("BEATs cfg: deep_norm requires layer_norm_first=False (post-LN layers)")
+            raise ValueError(
+                "BEATs cfg: deep_norm requires layer_norm_first=False (post-LN layers)"
+            )
         if self.encoder_embed_dim % self.encoder_attention_heads:
-            raise ValueError("BEATs cfg: encoder_embed_dim must be divisible by encoder_attention_heads")
+            raise ValueError(
+                "BEATs cfg: encoder_embed_dim must be divisible by encoder_attention_heads"
+            )
         if self.num_mel_bins % self.input_patch_size:
             raise ValueError("BEATs cfg: num_mel_bins must be a multiple of input_patch_size")
 
@@ -260,11 +268,13 @@ class RelPosSelfAttention(nn.Module):
     def position_bias(self, length: int) -> torch.Tensor:
         """``(H, T, T)`` bias of query i for key j from this layer's bucket table."""
         pos = torch.arange(length, device=self.relative_attention_bias.weight.device)
-        buckets = relative_position_bucket(pos[None, :] - pos[:, None], self.num_buckets, self.max_distance)
+        buckets = relative_position_bucket(
+            pos[None, :] - pos[:, None], self.num_buckets, self.max_distance
+        )
         return self.relative_attention_bias(buckets).permute(2, 0, 1)
 
     def forward(
-        self, x: torch.Tensor, key_mask: Optional[torch.Tensor], bias: Optional[torch.Tensor]
+        self, x: torch.Tensor, key_mask: torch.Tensor | None, bias: torch.Tensor | None
     ) -> torch.Tensor:
         """``x`` (B, T, d); ``key_mask`` (B, T) True = attend; ``bias`` (H, T, T) or None."""
         b, t, d = x.shape
@@ -303,7 +313,7 @@ class BEATsLayer(nn.Module):
         self.pre_norm = cfg.layer_norm_first
         self.alpha = math.pow(2 * cfg.encoder_layers, 0.25) if cfg.deep_norm else 1.0
 
-    def forward(self, x: torch.Tensor, key_mask: Optional[torch.Tensor], bias: Optional[torch.Tensor]):
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None, bias: torch.Tensor | None):
         if self.pre_norm:
             x = x + self.self_attn(self.self_attn_layer_norm(x), key_mask, bias)
             return x + self.fc2(self.activation(self.fc1(self.final_layer_norm(x))))
@@ -318,14 +328,18 @@ class BEATsTransformer(nn.Module):
         super().__init__()
         d = cfg.encoder_embed_dim
         self.pos_conv = nn.Sequential(
-            WeightNormConv1d(d, cfg.conv_pos, cfg.conv_pos_groups), TrimEven(cfg.conv_pos), nn.GELU()
+            WeightNormConv1d(d, cfg.conv_pos, cfg.conv_pos_groups),
+            TrimEven(cfg.conv_pos),
+            nn.GELU(),
         )
         self.relative = cfg.relative_position_embedding
-        self.layers = nn.ModuleList(BEATsLayer(cfg, self.relative) for _ in range(cfg.encoder_layers))
+        self.layers = nn.ModuleList(
+            BEATsLayer(cfg, self.relative) for _ in range(cfg.encoder_layers)
+        )
         self.layer_norm = nn.LayerNorm(d)
         self.pre_norm = cfg.layer_norm_first
 
-    def forward(self, x: torch.Tensor, key_mask: Optional[torch.Tensor]) -> list[torch.Tensor]:
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> list[torch.Tensor]:
         """``x`` (B, N, d) tokens, ``key_mask`` (B, N) True = real. Returns each layer's (B, N, d)."""
         if key_mask is not None:
             x = x * key_mask[..., None]  # padded tokens must not leak into the positional conv
@@ -351,7 +365,9 @@ class BEATsModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         p = cfg.input_patch_size
-        self.patch_embedding = nn.Conv2d(1, cfg.embed_dim, kernel_size=p, stride=p, bias=cfg.conv_bias)
+        self.patch_embedding = nn.Conv2d(
+            1, cfg.embed_dim, kernel_size=p, stride=p, bias=cfg.conv_bias
+        )
         self.layer_norm = nn.LayerNorm(cfg.embed_dim)
         if cfg.embed_dim != cfg.encoder_embed_dim:
             self.post_extract_proj = nn.Linear(cfg.embed_dim, cfg.encoder_embed_dim)
@@ -417,10 +433,16 @@ def load_beats_state_dict(model: BEATsModel, state: dict, source: str = "state d
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state) if tuple(state[k].shape) != tuple(expected[k].shape))
+    wrong = sorted(
+        k for k in set(expected) & set(state) if tuple(state[k].shape) != tuple(expected[k].shape)
+    )
     if missing or unexpected or wrong:
+
         def show(keys: list[str]) -> str:
-            return ", ".join(keys[:8]) + (f" ... ({len(keys)} in all)" if len(keys) > 8 else "") or "none"
+            return (
+                ", ".join(keys[:8]) + (f" ... ({len(keys)} in all)" if len(keys) > 8 else "")
+                or "none"
+            )
 
         raise ValueError(
             f"{source} does not match the BEATs architecture of its cfg: missing keys: {show(missing)}; "
@@ -430,7 +452,10 @@ def load_beats_state_dict(model: BEATsModel, state: dict, source: str = "state d
     model.load_state_dict(state, strict=True, assign=any(p.is_meta for p in model.parameters()))
     tables = [k for k in state if k.endswith("self_attn.relative_attention_bias.weight")]
     if any(not torch.equal(state[k], state[tables[0]]) for k in tables[1:]):
-        log.warning("%s: the per-layer relative position tables differ; BEATs uses the first layer's", source)
+        log.warning(
+            "%s: the per-layer relative position tables differ; BEATs uses the first layer's",
+            source,
+        )
 
 
 # --------------------------------------------------------------------------- the encoder plugin
@@ -459,8 +484,8 @@ class BEATsEncoder(AudioEncoder):
 
     def __init__(
         self,
-        checkpoint: Optional[str] = None,
-        cfg: Optional[dict] = None,
+        checkpoint: str | None = None,
+        cfg: dict | None = None,
         time_shifts: int = 1,
         chunk_seconds: float = 10.0,
         seed: int = 0,
@@ -468,7 +493,8 @@ class BEATsEncoder(AudioEncoder):
         super().__init__()
         if (checkpoint is None) == (cfg is None):
             raise ValueError(
-                "BEATsEncoder needs exactly one of checkpoint=/path/to/" + CHECKPOINT_NAME
+                "BEATsEncoder needs exactly one of checkpoint=/path/to/"
+                + CHECKPOINT_NAME
                 + " (pretrained weights, from the BEATs authors' release) or cfg={...} (random weights "
                 f"for tests); got checkpoint={checkpoint!r}, cfg={'given' if cfg is not None else None}"
             )
@@ -489,7 +515,7 @@ class BEATsEncoder(AudioEncoder):
         self.freq_bands = cfg_.freq_bands
         self.step_samples = cfg_.step_samples
         self.min_samples = FRAME_SAMPLES + (cfg_.input_patch_size - 1) * HOP_SAMPLES  # one patch
-        self.window_samples = int(round(self.chunk_seconds * SAMPLE_RATE))
+        self.window_samples = round(self.chunk_seconds * SAMPLE_RATE)
         self.window_steps = num_patch_steps(self.window_samples, cfg_.input_patch_size)
         if self.window_steps < 1:
             raise ValueError(
@@ -500,11 +526,11 @@ class BEATsEncoder(AudioEncoder):
         self.eval()
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, **kwargs) -> "BEATsEncoder":
+    def from_checkpoint(cls, path: str | os.PathLike, **kwargs) -> BEATsEncoder:
         """Load a BEATs checkpoint file (see the class docstring for ``kwargs``)."""
         return cls(checkpoint=os.fspath(path), **kwargs)
 
-    def train(self, mode: bool = True) -> "BEATsEncoder":
+    def train(self, mode: bool = True) -> BEATsEncoder:
         # frozen feature network: never leaves eval mode
         return super().train(False)
 
@@ -528,20 +554,26 @@ class BEATsEncoder(AudioEncoder):
 
     # ------------------------------------------------------------------ internals
 
-    def _window(self, waveform: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _window(
+        self, waveform: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """One window: ``(B, T, bands, Lh, d)`` patch states and ``(B,)`` real steps per item."""
         patch = self.model.cfg.input_patch_size
         steps = num_patch_steps(lengths, patch)
         fbank = beats_fbank(waveform, self.model.cfg.num_mel_bins)
         layers = self.model(fbank.to(self._dtype()), steps)
         b, t = waveform.shape[0], fbank.shape[1] // patch
-        states = torch.stack(layers, dim=2).view(b, t, self.freq_bands, self.num_layers, self.hidden_size)
+        states = torch.stack(layers, dim=2).view(
+            b, t, self.freq_bands, self.num_layers, self.hidden_size
+        )
         return states, steps
 
     def _dtype(self) -> torch.dtype:
         return self.model.patch_embedding.weight.dtype
 
-    def _patch_states(self, waveform: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _patch_states(
+        self, waveform: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """All windows: ``(B, T, bands, Lh, d)`` (zeros where padded) and ``(B,)`` real steps.
 
         Windows start every ``window_steps`` patches, so the concatenated steps keep one grid.
@@ -563,7 +595,7 @@ class BEATsEncoder(AudioEncoder):
     # ------------------------------------------------------------------ public API
 
     @torch.no_grad()
-    def encode(self, waveform: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> EncoderOutput:
+    def encode(self, waveform: torch.Tensor, lengths: torch.Tensor | None = None) -> EncoderOutput:
         """``(B, S)`` 16 kHz -> ``EncoderOutput`` (see the class docstring); call via ``forward``."""
         if lengths is None:
             lengths = torch.full((waveform.shape[0],), waveform.shape[1], device=waveform.device)
@@ -575,7 +607,9 @@ class BEATsEncoder(AudioEncoder):
         batch_lengths = torch.cat([(lengths - s).clamp(min=0) for s in shifts])
         states, steps = self._patch_states(batch, batch_lengths)
         states = states.mean(dim=2)
-        copies = [(states[i * b : (i + 1) * b], steps[i * b : (i + 1) * b]) for i in range(len(shifts))]
+        copies = [
+            (states[i * b : (i + 1) * b], steps[i * b : (i + 1) * b]) for i in range(len(shifts))
+        ]
         # copy i's step k starts at (k + i / n) steps: output index k * n + i. A later copy has at
         # most one step fewer, so each item's real steps form a prefix of the interleaved axis.
         steps = torch.stack([s for _, s in copies], dim=1)  # (B, copies)
@@ -594,8 +628,8 @@ class BEATsEncoder(AudioEncoder):
     def patch_tokens(
         self,
         waveform: torch.Tensor,
-        lengths: Optional[torch.Tensor] = None,
-        sample_rate: Optional[int] = None,
+        lengths: torch.Tensor | None = None,
+        sample_rate: int | None = None,
     ) -> torch.Tensor:
         """Raw patch tokens of all layers, the input of the official TempoTokens mapper.
 
@@ -622,8 +656,8 @@ class BEATsEncoder(AudioEncoder):
     def predict_proba(
         self,
         waveform: torch.Tensor,
-        lengths: Optional[torch.Tensor] = None,
-        sample_rate: Optional[int] = None,
+        lengths: torch.Tensor | None = None,
+        sample_rate: int | None = None,
     ) -> torch.Tensor:
         """AudioSet class probabilities ``(B, predictor_class)`` (sigmoid, multi-label).
 
@@ -637,16 +671,20 @@ class BEATsEncoder(AudioEncoder):
         lengths = self._checked(waveform, lengths, sample_rate)
         states, steps = self._patch_states(waveform, lengths)
         logits = self.model.predictor(states[:, :, :, -1])  # (B, T, bands, C)
-        valid = (torch.arange(states.shape[1], device=states.device)[None, :] < steps[:, None]).to(logits.dtype)
-        logits = (logits * valid[:, :, None, None]).sum(dim=(1, 2)) / (valid.sum(1) * self.freq_bands)[:, None]
+        valid = (torch.arange(states.shape[1], device=states.device)[None, :] < steps[:, None]).to(
+            logits.dtype
+        )
+        logits = (logits * valid[:, :, None, None]).sum(dim=(1, 2)) / (
+            valid.sum(1) * self.freq_bands
+        )[:, None]
         return torch.sigmoid(logits)
 
     def predict_labels(
         self,
         waveform: torch.Tensor,
         top_k: int = 5,
-        lengths: Optional[torch.Tensor] = None,
-        sample_rate: Optional[int] = None,
+        lengths: torch.Tensor | None = None,
+        sample_rate: int | None = None,
     ) -> list[list[tuple[str, float]]]:
         """The ``top_k`` AudioSet labels of each clip as ``(name, probability)``, most likely first."""
         from av_lightning.encoders.labels import audioset_labels

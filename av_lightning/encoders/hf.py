@@ -24,7 +24,6 @@ Audio is resampled from 16 kHz to the extractor's rate when they differ (CLAP: 4
 from __future__ import annotations
 
 import inspect
-from typing import Optional
 
 import torch
 import torchaudio
@@ -50,8 +49,8 @@ class HFAudioEncoder(AudioEncoder):
     def __init__(
         self,
         model: str,
-        layers: Optional[list[int]] = None,
-        chunk_seconds: Optional[float] = None,
+        layers: list[int] | None = None,
+        chunk_seconds: float | None = None,
         local_files_only: bool = False,
     ):
         super().__init__()
@@ -59,7 +58,9 @@ class HFAudioEncoder(AudioEncoder):
 
         self.model_name = model
         loaded = AutoModel.from_pretrained(model, local_files_only=local_files_only)
-        self.feature_extractor = AutoFeatureExtractor.from_pretrained(model, local_files_only=local_files_only)
+        self.feature_extractor = AutoFeatureExtractor.from_pretrained(
+            model, local_files_only=local_files_only
+        )
         config = loaded.config
         self.family = getattr(config, "model_type", "")
         if hasattr(loaded, "audio_model"):  # CLAP: the audio tower
@@ -69,7 +70,9 @@ class HFAudioEncoder(AudioEncoder):
         self.net = loaded
         self.config = self.net.config
         self.layers = list(layers) if layers is not None else None
-        self.extractor_rate = int(getattr(self.feature_extractor, "sampling_rate", self.sample_rate))
+        self.extractor_rate = int(
+            getattr(self.feature_extractor, "sampling_rate", self.sample_rate)
+        )
         self._accepts = set(inspect.signature(self.net.forward).parameters)
         self._setup_family(chunk_seconds)
         self.requires_grad_(False)
@@ -77,16 +80,18 @@ class HFAudioEncoder(AudioEncoder):
         probe = self._window(torch.zeros(1, max(self.min_samples, self.sample_rate)), None)[0]
         self.num_layers, self.hidden_size = probe.shape[2], probe.shape[3]
 
-    def _setup_family(self, chunk_seconds: Optional[float]) -> None:
+    def _setup_family(self, chunk_seconds: float | None) -> None:
         """Window (samples), steps per window and minimum length of the model family."""
         fe = self.feature_extractor
-        self.window_samples: Optional[int] = None
-        self.window_steps: Optional[int] = None
+        self.window_samples: int | None = None
+        self.window_steps: int | None = None
         self.min_samples = 400
         if self.family == AST:
             hop, frame = 160, 400  # AST's kaldi fbank: 25 ms frames every 10 ms
             patch, stride = self.config.patch_size, self.config.time_stride
-            self.freq_patches = (self.config.num_mel_bins - patch) // self.config.frequency_stride + 1
+            self.freq_patches = (
+                self.config.num_mel_bins - patch
+            ) // self.config.frequency_stride + 1
             self.time_patches = (self.config.max_length - patch) // stride + 1
             self.window_samples = (self.config.max_length - 1) * hop + frame
             self.window_steps = self.time_patches
@@ -102,7 +107,7 @@ class HFAudioEncoder(AudioEncoder):
             ratio = getattr(self.config, "inputs_to_logits_ratio", None)
             self._rate = self.sample_rate / ratio if ratio else None
         if chunk_seconds is not None:
-            window = int(round(chunk_seconds * self.sample_rate))
+            window = round(chunk_seconds * self.sample_rate)
             if self.window_samples is not None and window > self.window_samples:
                 raise ValueError(
                     f"chunk_seconds={chunk_seconds} exceeds the model's window "
@@ -115,10 +120,14 @@ class HFAudioEncoder(AudioEncoder):
                 self.window_samples = window
 
     def settings(self) -> dict:
-        return {"class": type(self).__name__, "model": self.model_name, "layers": self.layers,
-                "window_samples": self.window_samples}
+        return {
+            "class": type(self).__name__,
+            "model": self.model_name,
+            "layers": self.layers,
+            "window_samples": self.window_samples,
+        }
 
-    def train(self, mode: bool = True) -> "HFAudioEncoder":
+    def train(self, mode: bool = True) -> HFAudioEncoder:
         return super().train(False)  # frozen feature network
 
     # ------------------------------------------------------------------ one window
@@ -126,24 +135,37 @@ class HFAudioEncoder(AudioEncoder):
     def _steps(self, lengths: torch.Tensor, tokens: int, padded: int) -> torch.Tensor:
         """Real time steps per item for ``lengths`` samples (16 kHz) of a ``padded``-sample input."""
         if self.family == AST:
-            frames = torch.where(lengths >= 400, 1 + (lengths - 400) // 160, torch.zeros_like(lengths))
+            frames = torch.where(
+                lengths >= 400, 1 + (lengths - 400) // 160, torch.zeros_like(lengths)
+            )
             steps = (frames - self.config.patch_size) // self.config.time_stride + 1
             return steps.clamp(0, tokens)
         if self.family == WHISPER:
-            return torch.div(lengths + 2 * self.feature_extractor.hop_length - 1,
-                             2 * self.feature_extractor.hop_length, rounding_mode="floor").clamp(max=tokens)
-        if hasattr(self.net, "_get_feat_extract_output_lengths") and self.extractor_rate == self.sample_rate:
+            return torch.div(
+                lengths + 2 * self.feature_extractor.hop_length - 1,
+                2 * self.feature_extractor.hop_length,
+                rounding_mode="floor",
+            ).clamp(max=tokens)
+        if (
+            hasattr(self.net, "_get_feat_extract_output_lengths")
+            and self.extractor_rate == self.sample_rate
+        ):
             return self.net._get_feat_extract_output_lengths(lengths).long().clamp(0, tokens)
         return torch.ceil(lengths.double() * tokens / padded).long().clamp(0, tokens)
 
-    def _window(self, waveform: torch.Tensor, lengths: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _window(
+        self, waveform: torch.Tensor, lengths: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, S)`` (one window) -> ``(B, T, Lh, d)`` states and ``(B,)`` real steps."""
         if lengths is None:
             lengths = torch.full((waveform.shape[0],), waveform.shape[1], dtype=torch.long)
         clips = [w[: int(n)].float() for w, n in zip(waveform.cpu(), lengths.cpu())]
         clips = [c if c.numel() else c.new_zeros(self.min_samples) for c in clips]
         if self.extractor_rate != self.sample_rate:
-            clips = [torchaudio.functional.resample(c, self.sample_rate, self.extractor_rate) for c in clips]
+            clips = [
+                torchaudio.functional.resample(c, self.sample_rate, self.extractor_rate)
+                for c in clips
+            ]
         kwargs = {"sampling_rate": self.extractor_rate, "return_tensors": "pt"}
         if self.family not in (AST, WHISPER):
             kwargs["padding"] = True
@@ -152,13 +174,16 @@ class HFAudioEncoder(AudioEncoder):
         dtype = next(self.net.parameters()).dtype
         inputs = {
             k: (v.to(device, dtype) if v.is_floating_point() else v.to(device))
-            for k, v in inputs.items() if k in self._accepts and isinstance(v, torch.Tensor)
+            for k, v in inputs.items()
+            if k in self._accepts and isinstance(v, torch.Tensor)
         }
         out = self.net(**inputs, output_hidden_states=True)
         hidden = list(out.hidden_states[1:])  # drop the embedding output
         if self.layers is not None:
             hidden = [hidden[i] for i in self.layers]
-        hidden = [h.flatten(2).transpose(1, 2) if h.dim() == 4 else h for h in hidden]  # (B, C, H, W) stages
+        hidden = [
+            h.flatten(2).transpose(1, 2) if h.dim() == 4 else h for h in hidden
+        ]  # (B, C, H, W) stages
         shapes = {tuple(h.shape) for h in hidden}
         if len(shapes) != 1:
             raise ValueError(
@@ -168,14 +193,16 @@ class HFAudioEncoder(AudioEncoder):
         states = torch.stack(hidden, dim=2)  # (B, N, Lh, d)
         if self.family == AST:
             b, _, lh, d = states.shape
-            states = states[:, 2:].reshape(b, self.freq_patches, self.time_patches, lh, d).mean(dim=1)
+            states = (
+                states[:, 2:].reshape(b, self.freq_patches, self.time_patches, lh, d).mean(dim=1)
+            )
         padded = max(c.numel() for c in clips) * self.sample_rate // self.extractor_rate
         return states, self._steps(lengths.to(states.device), states.shape[1], padded)
 
     # ------------------------------------------------------------------ public API
 
     @torch.no_grad()
-    def encode(self, waveform: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> EncoderOutput:
+    def encode(self, waveform: torch.Tensor, lengths: torch.Tensor | None = None) -> EncoderOutput:
         """``(B, S)`` 16 kHz -> ``(B, T', Lh, d)`` on the family's time axis; call via ``forward``."""
         if lengths is None:
             lengths = torch.full((waveform.shape[0],), waveform.shape[1], dtype=torch.long)
@@ -187,13 +214,15 @@ class HFAudioEncoder(AudioEncoder):
         if self.window_steps is None:  # generic family with chunk_seconds: back-to-back windows
             stride = self.window_samples
         else:
-            stride = int(round(self.window_steps * self.sample_rate / self._rate))
+            stride = round(self.window_steps * self.sample_rate / self._rate)
         parts, counts = [], []
         for start in range(0, waveform.shape[1], stride):
             chunk_lengths = (lengths - start).clamp(0, self.window_samples)
             if int(chunk_lengths.max()) < self.min_samples:
                 break
-            states, steps = self._window(waveform[:, start : start + self.window_samples], chunk_lengths)
+            states, steps = self._window(
+                waveform[:, start : start + self.window_samples], chunk_lengths
+            )
             keep = min(states.shape[1], self.window_steps or states.shape[1])
             parts.append(states[:, :keep])
             counts.append(steps.clamp(max=keep))
@@ -208,7 +237,10 @@ class HFAudioEncoder(AudioEncoder):
         return self._output(states[:, : int(steps.max())], steps, rate)
 
     def _output(self, states: torch.Tensor, steps: torch.Tensor, rate: float) -> EncoderOutput:
-        mask = torch.arange(states.shape[1], device=states.device)[None, :] < steps.to(states.device)[:, None]
+        mask = (
+            torch.arange(states.shape[1], device=states.device)[None, :]
+            < steps.to(states.device)[:, None]
+        )
         return EncoderOutput(states * mask[..., None, None], float(rate), mask)
 
 
@@ -220,4 +252,3 @@ def describe_time_axis(encoder: HFAudioEncoder) -> str:
         return f"Whisper encoder: one token per 2 mel frames, {encoder._rate:g} Hz"
     rate = f"{encoder._rate:g} Hz" if encoder._rate else "nominal rate (tokens / seconds)"
     return f"{encoder.family}: tokens as time, {rate}"
-

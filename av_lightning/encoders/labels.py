@@ -25,7 +25,9 @@ def audioset_labels() -> tuple[str, ...]:
 @lru_cache(maxsize=1)
 def audioset_label_rows() -> tuple[tuple[int, str, str], ...]:
     """``(index, mid, display_name)`` for each class, checked to be 0..526 in order."""
-    text = resources.files("av_lightning").joinpath("assets", AUDIOSET_CSV).read_text(encoding="utf-8")
+    text = (
+        resources.files("av_lightning").joinpath("assets", AUDIOSET_CSV).read_text(encoding="utf-8")
+    )
     reader = csv.DictReader(io.StringIO(text))
     if reader.fieldnames != ["index", "mid", "display_name"]:
         raise ValueError(

@@ -8,8 +8,6 @@ about +1; no per-clip statistics, so loudness is kept.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torchaudio
 
@@ -40,13 +38,15 @@ class MelEncoder(AudioEncoder):
         self,
         n_mels: int = 64,
         frame_rate: float = 100.0,
-        win_ms: Optional[float] = None,
+        win_ms: float | None = None,
         f_min: float = 0.0,
-        f_max: Optional[float] = None,
+        f_max: float | None = None,
     ):
         super().__init__()
         if n_mels < 1 or frame_rate <= 0:
-            raise ValueError(f"expected n_mels >= 1 and frame_rate > 0 Hz, got {n_mels}, {frame_rate}")
+            raise ValueError(
+                f"expected n_mels >= 1 and frame_rate > 0 Hz, got {n_mels}, {frame_rate}"
+            )
         self.hop = max(1, round(self.sample_rate / frame_rate))
         self.win = round(win_ms * self.sample_rate / 1000) if win_ms else max(400, 2 * self.hop)
         if self.win < self.hop:
@@ -74,7 +74,7 @@ class MelEncoder(AudioEncoder):
 
         self.eval()
 
-    def train(self, mode: bool = True) -> "MelEncoder":
+    def train(self, mode: bool = True) -> MelEncoder:
         return super().train(False)  # parameter-free feature extractor: always eval
 
     @property
@@ -100,7 +100,7 @@ class MelEncoder(AudioEncoder):
         )
 
     @torch.no_grad()
-    def encode(self, waveform: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> EncoderOutput:
+    def encode(self, waveform: torch.Tensor, lengths: torch.Tensor | None = None) -> EncoderOutput:
         """``(B, S)`` 16 kHz -> ``(B, T', 1, n_mels)`` at :attr:`frame_rate`; call via ``forward``."""
         if lengths is None:
             lengths = torch.full((waveform.shape[0],), waveform.shape[1], device=waveform.device)
@@ -111,4 +111,3 @@ class MelEncoder(AudioEncoder):
         mask = torch.arange(feats.shape[1], device=feats.device)[None, :] < frames[:, None]
         feats = feats * mask[..., None]
         return EncoderOutput(feats.unsqueeze(2).to(waveform.dtype), self.frame_rate, mask)
-

@@ -4,20 +4,46 @@ import pytest
 import torch
 
 SMALL_BEATS = {
-    "input_patch_size": 16, "embed_dim": 24, "conv_bias": False, "encoder_layers": 2,
-    "encoder_embed_dim": 16, "encoder_ffn_embed_dim": 32, "encoder_attention_heads": 2,
-    "activation_fn": "gelu", "layer_norm_first": False, "deep_norm": True, "conv_pos": 8,
-    "conv_pos_groups": 4, "relative_position_embedding": True, "num_buckets": 32,
-    "max_distance": 64, "gru_rel_pos": True, "finetuned_model": True, "predictor_class": 527,
+    "input_patch_size": 16,
+    "embed_dim": 24,
+    "conv_bias": False,
+    "encoder_layers": 2,
+    "encoder_embed_dim": 16,
+    "encoder_ffn_embed_dim": 32,
+    "encoder_attention_heads": 2,
+    "activation_fn": "gelu",
+    "layer_norm_first": False,
+    "deep_norm": True,
+    "conv_pos": 8,
+    "conv_pos_groups": 4,
+    "relative_position_embedding": True,
+    "num_buckets": 32,
+    "max_distance": 64,
+    "gru_rel_pos": True,
+    "finetuned_model": True,
+    "predictor_class": 527,
 }
 
 # the cfg printed in the header of the reference listing of BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt
 FULL_BEATS = {
-    "input_patch_size": 16, "embed_dim": 512, "conv_bias": False, "encoder_layers": 12,
-    "encoder_embed_dim": 768, "encoder_ffn_embed_dim": 3072, "encoder_attention_heads": 12,
-    "activation_fn": "gelu", "layer_norm_first": False, "deep_norm": True, "conv_pos": 128,
-    "conv_pos_groups": 16, "relative_position_embedding": True, "num_buckets": 320,
-    "max_distance": 800, "gru_rel_pos": True, "finetuned_model": True, "predictor_class": 527,
+    "input_patch_size": 16,
+    "embed_dim": 512,
+    "conv_bias": False,
+    "encoder_layers": 12,
+    "encoder_embed_dim": 768,
+    "encoder_ffn_embed_dim": 3072,
+    "encoder_attention_heads": 12,
+    "activation_fn": "gelu",
+    "layer_norm_first": False,
+    "deep_norm": True,
+    "conv_pos": 128,
+    "conv_pos_groups": 16,
+    "relative_position_embedding": True,
+    "num_buckets": 320,
+    "max_distance": 800,
+    "gru_rel_pos": True,
+    "finetuned_model": True,
+    "predictor_class": 527,
 }
 
 
@@ -48,8 +74,17 @@ def ast_dir(tmp_path_factory):
 
     path = tmp_path_factory.mktemp("ast")
     torch.manual_seed(0)
-    cfg = ASTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                    max_length=128, num_mel_bins=32, patch_size=16, frequency_stride=16, time_stride=16)
+    cfg = ASTConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_length=128,
+        num_mel_bins=32,
+        patch_size=16,
+        frequency_stride=16,
+        time_stride=16,
+    )
     ASTModel(cfg).save_pretrained(path)
     ASTFeatureExtractor(num_mel_bins=32, max_length=128).save_pretrained(path)
     return str(path)
@@ -61,10 +96,23 @@ def whisper_dir(tmp_path_factory):
 
     path = tmp_path_factory.mktemp("whisper")
     torch.manual_seed(0)
-    cfg = WhisperConfig(d_model=32, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2,
-                        decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, num_mel_bins=16,
-                        max_source_positions=50, max_target_positions=16, vocab_size=100, pad_token_id=1,
-                        bos_token_id=2, eos_token_id=3, decoder_start_token_id=2)
+    cfg = WhisperConfig(
+        d_model=32,
+        encoder_layers=2,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        num_mel_bins=16,
+        max_source_positions=50,
+        max_target_positions=16,
+        vocab_size=100,
+        pad_token_id=1,
+        bos_token_id=2,
+        eos_token_id=3,
+        decoder_start_token_id=2,
+    )
     WhisperModel(cfg).save_pretrained(path)
     WhisperFeatureExtractor(feature_size=16, chunk_length=1).save_pretrained(path)  # 1 s window
     return str(path)

@@ -98,7 +98,9 @@ def test_wrong_keys_are_listed(tmp_path, small_beats_cfg):
     with pytest.raises(ValueError) as err:
         BEATsEncoder.from_checkpoint(path)
     msg = str(err.value)
-    assert "predictor.bias" in msg and "decoder.weight" in msg and "encoder.layer_norm.weight" in msg
+    assert (
+        "predictor.bias" in msg and "decoder.weight" in msg and "encoder.layer_norm.weight" in msg
+    )
 
 
 def test_constructor_needs_one_source(small_beats_cfg, tmp_path):
@@ -121,7 +123,9 @@ def test_matches_espnet_on_the_same_weights():
     """Oracle: ESPnet's BEATs on small random weights (see fixtures/make_espnet_fixture.py)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("fixture_maker", FIXTURES / "make_espnet_fixture.py")
+    spec = importlib.util.spec_from_file_location(
+        "fixture_maker", FIXTURES / "make_espnet_fixture.py"
+    )
     maker = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(maker)
     blob = torch.load(FIXTURES / "beats_espnet_small.pt", weights_only=True)
@@ -139,7 +143,11 @@ def test_fbank_is_torchaudio_kaldi(noise):
     got = beats_fbank(x)
     for i in range(2):
         direct = torchaudio.compliance.kaldi.fbank(
-            x[i : i + 1] * 32768, num_mel_bins=128, sample_frequency=16000, frame_length=25, frame_shift=10
+            x[i : i + 1] * 32768,
+            num_mel_bins=128,
+            sample_frequency=16000,
+            frame_length=25,
+            frame_shift=10,
         )
         torch.testing.assert_close(got[i], (direct - 15.41663) / (2 * 6.55582))
     assert got.shape == (2, 1 + (8000 - 400) // 160, 128)
@@ -154,7 +162,9 @@ def brute_force_bucket(offset: int, num_buckets: int, max_distance: int) -> int:
     if distance < exact:
         return bucket + distance
     # float32 like the model: truncation of log-spaced positions
-    scaled = torch.tensor(math.log(distance / exact) / math.log(max_distance / exact)).float().item()
+    scaled = (
+        torch.tensor(math.log(distance / exact) / math.log(max_distance / exact)).float().item()
+    )
     large = exact + int(scaled * (half - exact))
     return bucket + min(large, half - 1)
 
@@ -210,7 +220,9 @@ def test_long_audio_is_chunked_on_one_grid(small_beats_cfg, noise):
         start = first * 2560
         alone = chunked(x[:, start : start + 32000]).hidden_states
         n = min(12, alone.shape[1])
-        torch.testing.assert_close(out.hidden_states[:, first : first + n], alone[:, :n], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            out.hidden_states[:, first : first + n], alone[:, :n], atol=1e-5, rtol=1e-5
+        )
 
 
 def expected_shift_steps(num_samples: int, n: int) -> int:
@@ -278,7 +290,10 @@ def test_predict_proba_ignores_padding(encoders, noise):
     a = noise(1, 0.8, seed=4)
     batch = torch.cat([a, torch.ones(1, 8000)], dim=1)
     torch.testing.assert_close(
-        enc.predict_proba(batch, lengths=torch.tensor([a.shape[1]])), enc.predict_proba(a), atol=1e-6, rtol=1e-5
+        enc.predict_proba(batch, lengths=torch.tensor([a.shape[1]])),
+        enc.predict_proba(a),
+        atol=1e-6,
+        rtol=1e-5,
     )
 
 

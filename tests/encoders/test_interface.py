@@ -39,14 +39,18 @@ def test_batch_with_padding_equals_single_runs(encoders, noise, name):
     a, b = noise(1, 1.0, seed=1), noise(1, 0.6, seed=2)
     batch = torch.zeros(2, a.shape[1])
     batch[0], batch[1, : b.shape[1]] = a[0], b[0]
-    batch[1, b.shape[1]:] = 0.3  # padding content must not matter
+    batch[1, b.shape[1] :] = 0.3  # padding content must not matter
     out = enc(batch, lengths=torch.tensor([a.shape[1], b.shape[1]]))
     single_a, single_b = enc(a), enc(b)
     ta, tb = single_a.hidden_states.shape[1], single_b.hidden_states.shape[1]
     assert out.mask.sum(1).tolist() == [ta, tb]
     assert out.hidden_states.shape[1] == ta
-    torch.testing.assert_close(out.hidden_states[0], single_a.hidden_states[0], atol=2e-5, rtol=1e-4)
-    torch.testing.assert_close(out.hidden_states[1, :tb], single_b.hidden_states[0], atol=2e-5, rtol=1e-4)
+    torch.testing.assert_close(
+        out.hidden_states[0], single_a.hidden_states[0], atol=2e-5, rtol=1e-4
+    )
+    torch.testing.assert_close(
+        out.hidden_states[1, :tb], single_b.hidden_states[0], atol=2e-5, rtol=1e-4
+    )
     assert (out.hidden_states[1, tb:] == 0).all()
 
 
@@ -58,7 +62,11 @@ BAD = {
     "empty_batch": (lambda noise: torch.zeros(0, 16000), {}, "non-empty"),
     "rate": (lambda noise: noise(1, 1.0), {"sample_rate": 44100}, "16000 Hz"),
     "lengths_shape": (lambda noise: noise(2, 1.0), {"lengths": torch.tensor([16000])}, "lengths"),
-    "lengths_too_long": (lambda noise: noise(2, 1.0), {"lengths": torch.tensor([16000, 17000])}, "length"),
+    "lengths_too_long": (
+        lambda noise: noise(2, 1.0),
+        {"lengths": torch.tensor([16000, 17000])},
+        "length",
+    ),
 }
 
 

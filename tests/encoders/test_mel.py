@@ -12,7 +12,10 @@ def tone(freq: float, seconds: float = 1.0, amp: float = 0.5) -> torch.Tensor:
     return (amp * torch.sin(2 * torch.pi * freq * t))[None]
 
 
-@pytest.mark.parametrize("frame_rate, hop, win, frames", [(100.0, 160, 400, 98), (8.0, 2000, 4000, 7), (50.0, 320, 640, 49)])
+@pytest.mark.parametrize(
+    "frame_rate, hop, win, frames",
+    [(100.0, 160, 400, 98), (8.0, 2000, 4000, 7), (50.0, 320, 640, 49)],
+)
 def test_frame_grid(frame_rate, hop, win, frames):
     enc = MelEncoder(n_mels=32, frame_rate=frame_rate)
     assert (enc.hop, enc.win, enc.frame_rate) == (hop, win, 16000 / hop)
@@ -32,7 +35,9 @@ def test_silence_floor_and_loud_range():
 def test_tone_lands_in_its_mel_band(freq):
     enc = MelEncoder(n_mels=64)
     band = int(enc(tone(freq)).hidden_states[0, :, 0].mean(0).argmax())
-    fb = torchaudio.functional.melscale_fbanks(201, 0.0, 8000.0, 64, 16000, mel_scale="htk")  # (freqs, mels)
+    fb = torchaudio.functional.melscale_fbanks(
+        201, 0.0, 8000.0, 64, 16000, mel_scale="htk"
+    )  # (freqs, mels)
     peak_hz = float(fb[:, band].argmax()) * 8000 / 200
     assert abs(peak_hz - freq) < 0.15 * freq + 80
 
