@@ -76,3 +76,34 @@ def test_bad_input_says_what_was_expected(encoders, noise, name, case):
     make, kwargs, words = BAD[case]
     with pytest.raises((ValueError, TypeError), match=words):
         encoders[name](make(noise), **kwargs)
+
+
+def test_encoders_build_from_yaml(tmp_path, small_beats_cfg):
+    """LightningCLI-style: class_path + init_args of simple types for every encoder."""
+    import yaml
+    from jsonargparse import ArgumentParser
+
+    from av_lightning.encoders import AudioEncoder, BEATsEncoder, BEATsModel, MelEncoder
+    from av_lightning.encoders.beats import BEATsConfig
+
+    path = tmp_path / "beats.pt"
+    torch.save(
+        {"cfg": small_beats_cfg, "model": BEATsModel(BEATsConfig(**small_beats_cfg)).state_dict()},
+        path,
+    )
+    parser = ArgumentParser()
+    parser.add_subclass_arguments(AudioEncoder, "encoder")
+    for init in (
+        {
+            "class_path": "av_lightning.encoders.BEATsEncoder",
+            "init_args": {"checkpoint": str(path), "time_shifts": 2},
+        },
+        {
+            "class_path": "av_lightning.encoders.mel.MelEncoder",
+            "init_args": {"n_mels": 32, "frame_rate": 8.0},
+        },
+    ):
+        cfg = parser.parse_string(yaml.safe_dump({"encoder": init}))
+        enc = parser.instantiate(cfg).encoder
+        assert isinstance(enc, (BEATsEncoder, MelEncoder))
+    assert enc.frame_rate == 8.0
