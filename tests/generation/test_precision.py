@@ -64,3 +64,72 @@ def test_half_precision_long_video_on_gpu(dtype):
     assert frames.shape == (20, 3, 32, 32) and frames.dtype == torch.uint8
     assert frames.float().std() > 0  # not a constant (NaN/overflow) image
     assert torch.cuda.max_memory_allocated() < 2**30
+
+
+ZEROSCOPE_UNET = dict(  # the layout of zeroscope_v2_576w's UNet3DConditionModel (random weights here)
+    block_out_channels=[320, 640, 1280, 1280], layers_per_block=2,
+    down_block_types=["CrossAttnDownBlock3D"] * 3 + ["DownBlock3D"],
+    up_block_types=["UpBlock3D"] + ["CrossAttnUpBlock3D"] * 3,
+    cross_attention_dim=1024, attention_head_dim=64, norm_num_groups=32, in_channels=4, out_channels=4, sample_size=32,
+)
+ZEROSCOPE_VAE = dict(
+    block_out_channels=[128, 256, 512, 512], layers_per_block=2, down_block_types=["DownEncoderBlock2D"] * 4,
+    up_block_types=["UpDecoderBlock2D"] * 4, latent_channels=4, norm_num_groups=32, sample_size=768,
+)
+ZEROSCOPE_TEXT = dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=23, num_attention_heads=16,
+                      max_position_embeddings=77, vocab_size=520, hidden_act="gelu", projection_dim=1024,
+                      bos_token_id=0, eos_token_id=1, pad_token_id=1)
+
+
+@pytest.mark.slow
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_full_size_memory_and_speed_on_gpu():
+    """Full-size random parts in zeroscope's layout: 2.5 s of audio at 24 fps, 320×576, three windows.
+
+    Prints seconds per sampling step and peak GPU memory per setting (docs/generation.md quotes them):
+    ``pytest -m gpu -s tests/generation/test_precision.py``.
+    """
+    import time
+
+    from av_lightning.backbones.diffusers_t2v import DiffusersT2V
+    from av_lightning.encoders.mel import MelEncoder
+    from av_lightning.generate import generate_video
+    from av_lightning.module import AudioToVideo
+    from av_lightning.tempo import AttentivePool, AudioMapper, TempoTokens
+
+    audio = 0.2 * torch.randn(16000 * 5 // 2)
+    results = []
+    for dtype in ("float16", "bfloat16"):
+        torch.manual_seed(0)
+        with torch.device("cuda"):
+            backbone = DiffusersT2V(unet=ZEROSCOPE_UNET, text_encoder=ZEROSCOPE_TEXT, vae=ZEROSCOPE_VAE,
+                                    tokenizer_max_length=77, dtype=dtype, vae_slice=8)
+            model = AudioToVideo(backbone, MelEncoder(n_mels=64, frame_rate=100.0), AudioMapper(64, 256, 1024),
+                                 TempoTokens(n_scales=5, pool=AttentivePool(1024)), num_frames=24, fps=24.0,
+                                 steps=3, guidance_scale=9.0).eval()
+        generate_video(model, audio[:16000], height=320, width=576, steps=1, progress=False)  # warm-up
+        for window_batch, vae_slice in ((None, 8), (2, 8), (None, 60)):
+            backbone.vae_slice = vae_slice
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            start = time.perf_counter()
+            latents = generate_video(model, audio, height=320, width=576, steps=3, window_batch=window_batch,
+                                     progress=False, return_latents=True)
+            torch.cuda.synchronize()
+            sample_s = time.perf_counter() - start
+            sample_peak = torch.cuda.max_memory_allocated() / 2**30
+            torch.cuda.reset_peak_memory_stats()
+            start = time.perf_counter()
+            frames = backbone.decode_latents(latents[None])
+            torch.cuda.synchronize()
+            decode_s = time.perf_counter() - start
+            decode_peak = torch.cuda.max_memory_allocated() / 2**30
+            assert frames.shape == (1, 60, 3, 320, 576)
+            row = dict(dtype=dtype, window_batch=window_batch, vae_slice=vae_slice, s_per_step=round(sample_s / 3, 3),
+                       sample_peak_gib=round(sample_peak, 2), decode_s=round(decode_s, 2), decode_peak_gib=round(decode_peak, 2))
+            results.append(row)
+            print(row)
+        del model, backbone
+        torch.cuda.empty_cache()
+    assert all(r["sample_peak_gib"] < 70 for r in results)
