@@ -92,7 +92,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     outputs = _outputs(inputs, args.out, args.audio.is_dir())
     failed: list[tuple[Path, str]] = []
     for src, dst in tqdm(list(zip(inputs, outputs)), desc="generate", unit="file", disable=args.no_progress or len(inputs) == 1):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         try:
             audio = load_audio(src, int(hp.sample_rate), fps, model.encoder.min_samples)
             init = None
@@ -113,7 +113,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             continue
         n_samples = round(frames.shape[0] * hp.sample_rate / fps)
         write_video(dst, frames, fps=fps, audio=audio[:n_samples].cpu(), sample_rate=int(hp.sample_rate))
-        msg = f"{dst}: {frames.shape[0]} frames {frames.shape[-2]}x{frames.shape[-1]} at {fps:g} fps in {time.perf_counter() - start:.1f} s"
+        msg = (f"{dst}: {frames.shape[0]} frames {frames.shape[-2]}x{frames.shape[-1]} at {fps:g} fps in "
+               f"{time.perf_counter() - start:.1f} s (CPU time {time.process_time() - cpu_start:.1f} s)")
         if args.contact_sheet:
             msg += f"; contact sheet {contact_sheet(frames, dst.with_suffix('.png'))}"
         print(msg)
