@@ -230,7 +230,7 @@ def load_audio(path: str | os.PathLike, sample_rate: int, fps: float, min_sample
         if not info.has_audio:
             raise GenerationError(f"{path}: no audio stream; give a wav/flac/mp3 or a video with sound")
         seconds = info.audio_duration if info.audio_duration is not None else info.duration
-        num = int(math.floor(seconds * sample_rate))
+        num = math.floor(seconds * sample_rate)
         audio = read_audio(path, 0.0, num, sample_rate) if num > 0 else torch.zeros(0)
     except MediaError as err:
         raise GenerationError(f"cannot read audio {path}: {err}") from err
@@ -364,7 +364,7 @@ class VideoPlan:
 def plan_video(num_samples: int, sample_rate: int, fps: float, window: int, overlap: Optional[int] = None) -> VideoPlan:
     """N = whole frames the audio covers; windows of ``min(window, N)`` frames; default overlap F // 4."""
     spf = sample_rate / fps
-    total = int(math.floor(num_samples / spf + 1e-6))
+    total = math.floor(num_samples / spf + 1e-6)
     if total < 1:
         raise GenerationError(f"{num_samples} samples is shorter than one frame at {fps:g} fps")
     F = min(window, total)

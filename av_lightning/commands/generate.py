@@ -71,8 +71,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     from tqdm.auto import tqdm
 
     from av_lightning.data.io import write_video
-    from av_lightning.generate import (GenerationError, audio_inputs, contact_sheet, generate_video,
-                                       load_audio, load_init_frames, load_model)
+    from av_lightning.generate import (
+        GenerationError,
+        audio_inputs,
+        contact_sheet,
+        generate_video,
+        load_audio,
+        load_init_frames,
+        load_model,
+    )
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:

@@ -11,7 +11,13 @@ import torch
 
 from av_lightning.commands.generate import main
 from av_lightning.data.io import probe, write_audio
-from av_lightning.generate import GenerationError, instantiate, load_audio, load_init_frames, load_model
+from av_lightning.generate import (
+    GenerationError,
+    instantiate,
+    load_audio,
+    load_init_frames,
+    load_model,
+)
 
 
 def tiny_hparams(width: int = 32) -> dict:

@@ -7,7 +7,13 @@ import math
 import pytest
 import torch
 
-from av_lightning.generate import WindowedDenoiser, blend_weights, generate_video, plan_video, plan_windows
+from av_lightning.generate import (
+    WindowedDenoiser,
+    blend_weights,
+    generate_video,
+    plan_video,
+    plan_windows,
+)
 
 
 @pytest.mark.parametrize("total,window,overlap,starts", [
