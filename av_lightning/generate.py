@@ -17,6 +17,7 @@ Everything here works on a built :class:`~av_lightning.module.AudioToVideo`; the
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import logging
 import math
@@ -205,7 +206,11 @@ def load_model(
     encoder = instantiate(enc)
     mapper = instantiate(hparams["mapper"])
     tokens = instantiate(hparams["tokens"])
-    rest = {k: v for k, v in hparams.items() if k not in _SUBMODULES}
+    accepted = set(inspect.signature(AudioToVideo.__init__).parameters)
+    unknown = sorted(k for k in hparams if k not in accepted)
+    if unknown:
+        log.warning("ignoring hyper-parameters this version of AudioToVideo does not take: %s", unknown)
+    rest = {k: v for k, v in hparams.items() if k not in _SUBMODULES and k in accepted}
     model = AudioToVideo(backbone=backbone_module, encoder=encoder, mapper=mapper, tokens=tokens, **rest)
     model.load_adapter(checkpoint)
     return model.eval().to(device)

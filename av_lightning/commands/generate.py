@@ -97,6 +97,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     hp = model.hparams
     fps = args.fps or float(hp.fps)
     outputs = _outputs(inputs, args.out, args.audio.is_dir())
+    clash = [str(src) for src, dst in zip(inputs, outputs) if dst.resolve() == src.resolve()]
+    if clash:
+        print(f"generate: error: the output would overwrite the input {clash[0]}; choose another --out", file=sys.stderr)
+        return 2
     failed: list[tuple[Path, str]] = []
     for src, dst in tqdm(list(zip(inputs, outputs)), desc="generate", unit="file", disable=args.no_progress or len(inputs) == 1):
         start, cpu_start = time.perf_counter(), time.process_time()
