@@ -68,9 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--shifts", type=int, nargs="+", default=[1, 4], help="time_shifts values for BEATs"
     )
+    p.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads (1: CPU time = compute)"
+    )
     p.add_argument("--out", default="docs/results/encoders.md", help="markdown file to write")
     args = p.parse_args(argv)
 
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     audio = 0.1 * torch.randn(1, int(args.seconds * 16000))
     rows = []
@@ -92,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, r in rows:
         ratio = f"{r['wall'] / base['wall']:.2f} / {r['cpu'] / base['cpu']:.2f}"
         lines.append(
-            f"| {name} | {r['shape']} | {r['rate']:g} | {r['wall']:.2f} | {r['cpu']:.2f} | {ratio} |"
+            f"| {name} | {r['shape']} | {r['rate']:g} | {r['wall']:.3f} | {r['cpu']:.3f} | {ratio} |"
         )
     table = "\n".join(lines)
     print(table)
@@ -103,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
 
 {args.seconds:g} s of audio (batch 1), median of {args.repeats} calls after a warm-up; full-size BEATs
 (90M parameters, the cfg of `BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt`) with random weights,
-which cost the same as the real ones. CPU time is the process's user + system time (all threads).
+which cost the same as the real ones. CPU time is the process's user + system time over all
+threads; with one thread (the default) it is the compute itself, while wall time also shows how
+busy the machine was.
 
 {table}
 
@@ -111,8 +117,8 @@ Command: `{command.strip()}`
 
 Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}
 with {torch.get_num_threads()} threads; load average during the run {", ".join(f"{x:.1f}" for x in load)}
-(a shared machine: other jobs were running, so absolute times are pessimistic; the ratio between rows
-is the robust number). Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.
+(a shared machine: other jobs were running, so wall times are pessimistic; CPU time and the
+ratio between rows are the robust numbers). Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.
 """
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text)
