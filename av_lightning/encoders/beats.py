@@ -37,6 +37,7 @@ from torchaudio.compliance import kaldi
 from av_lightning.encoders.base import (
     AudioEncoder,
     EncoderOutput,
+    check_lengths,
     check_sample_rate,
     check_waveform,
 )
@@ -474,8 +475,8 @@ class BEATsEncoder(AudioEncoder):
         checkpoint: local path of a BEATs ``.pt`` file (``{'cfg', 'model'}``), e.g.
             ``BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt`` from the BEATs authors' release.
         cfg: architecture dict for random weights (tests); exactly one of ``checkpoint``/``cfg``.
-        time_shifts: n >= 1; run n copies delayed by 160/n ms and interleave them: n x the frame
-            rate, n x the compute.
+        time_shifts: n >= 1; encode n copies, copy i starting i x 160 / n ms into the audio, and
+            interleave their steps in time order: n x the frame rate, n x the compute.
         chunk_seconds: audio longer than this is encoded in consecutive windows of this length
             whose patch grids line up, and the time steps concatenated (attention stays inside a
             window; BEATs was trained on 10 s clips).
@@ -506,7 +507,7 @@ class BEATsEncoder(AudioEncoder):
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 self.model = BEATsModel(BEATsConfig.from_dict(cfg))
-        self.checkpoint = checkpoint
+        self.checkpoint, self.seed = checkpoint, seed
         self.time_shifts = int(time_shifts)
         self.chunk_seconds = float(chunk_seconds)
         cfg_ = self.model.cfg
@@ -550,6 +551,7 @@ class BEATsEncoder(AudioEncoder):
             "cfg": asdict(self.model.cfg),
             "time_shifts": self.time_shifts,
             "chunk_seconds": self.chunk_seconds,
+            "seed": None if self.checkpoint is not None else self.seed,
         }
 
     # ------------------------------------------------------------------ internals
@@ -646,8 +648,7 @@ class BEATsEncoder(AudioEncoder):
         return states.reshape(b, t * self.freq_bands, self.num_layers * self.hidden_size)
 
     def _checked(self, waveform, lengths, sample_rate) -> torch.Tensor:
-        from av_lightning.encoders.base import check_lengths
-
+        """The checks of :meth:`AudioEncoder.forward` for the other public methods."""
         check_sample_rate(sample_rate, self.sample_rate)
         check_waveform(waveform, self.sample_rate, self.min_samples)
         return check_lengths(lengths, waveform, self.min_samples, self.sample_rate)
