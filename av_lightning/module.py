@@ -256,7 +256,13 @@ class AudioToVideo(pl.LightningModule):
         return {"loss": mse + self.hparams.l1_weight * l1, "mse": mse, "l1": l1}
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        out = self.diffusion_loss(batch)
+        # Noise, timesteps and dropout come from a generator seeded by (seed, step, rank), so a run
+        # resumed from a checkpoint continues exactly as the uninterrupted run would have.
+        step_seed = (self.hparams.seed * 1_000_003 + self.global_step * 7919 + self.global_rank) % 2**63
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(step_seed)
+            out = self.diffusion_loss(batch)
         B = self._batch_size(batch)
         self.log("train/loss", out["loss"], prog_bar=True, batch_size=B)
         self.log("train/mse", out["mse"], batch_size=B)

@@ -10,7 +10,7 @@ from typing import Optional
 
 import lightning.pytorch as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 COLOURS = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (50, 80, 230), "yellow": (230, 210, 40)}
 
@@ -51,6 +51,24 @@ class SyntheticDataset(Dataset):
                 "start": 0.0}
 
 
+class EpochShuffleSampler(Sampler[int]):
+    """A permutation drawn from ``(seed, epoch)``: Lightning calls ``set_epoch``, so a resumed run
+    sees the same order as an uninterrupted one."""
+
+    def __init__(self, n: int, seed: int = 0):
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=g).tolist())
+
+
 class SyntheticDataModule(pl.LightningDataModule):
     """In-memory synthetic clips; batches follow the project's batch contract.
 
@@ -79,7 +97,9 @@ class SyntheticDataModule(pl.LightningDataModule):
             }
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(self.splits[split], batch_size=self.hparams.batch_size, shuffle=shuffle,
+        ds = self.splits[split]
+        sampler = EpochShuffleSampler(len(ds), self.hparams.seed) if shuffle else None
+        return DataLoader(ds, batch_size=self.hparams.batch_size, sampler=sampler,
                           num_workers=self.hparams.num_workers, drop_last=False)
 
     def train_dataloader(self) -> DataLoader:

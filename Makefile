@@ -1,0 +1,55 @@
+# av_lightning front door. `make help` lists the targets.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+CONFIG ?= configs/toy.yaml
+export TOKENIZERS_PARALLELISM := false
+
+.DEFAULT_GOAL := help
+.PHONY: help install test test-all demo tiny ablation bench lint toy-world toy-backbone clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install torch==2.9.1 'torchaudio==2.9.*'
+	$(PY) -m pip install -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv: torch 2.9.1 + torchaudio 2.9, then this package with [dev]
+
+test: $(STAMP) ## run the fast test suite (skips tests marked slow)
+	$(PY) -m pytest -m "not slow" -q
+
+test-all: $(STAMP) ## run every test, slow ones included
+	$(PY) -m pytest -q
+
+demo: $(STAMP) ## train the adapter on the embedded default and write docs/results/toy.md
+	$(PY) -m av_lightning.toy.demo
+
+tiny: $(STAMP) ## one minute smoke run of the whole method on tiny random parts
+	$(PY) -m av_lightning fit --config configs/tiny.yaml
+	@echo "logs and checkpoints: runs/tiny/lightning_logs"
+
+ablation: $(STAMP) ## the paper's ablations (Tables 2-4) on CONFIG (default: the toy world)
+	$(PY) -m av_lightning.toy.ablation --config $(CONFIG)
+
+bench: $(STAMP) ## CPU benchmarks; tables go to docs/results/
+	$(PY) bench/train_step.py
+	$(PY) bench/sample.py
+	$(PY) bench/av_align.py
+
+lint: $(STAMP) ## ruff
+	$(PY) -m ruff check av_lightning tests bench
+
+toy-world: $(STAMP) ## write the toy world's clips to data/toy
+	$(PY) -m av_lightning.data.toyworld --root data/toy
+
+toy-backbone: $(STAMP) ## train the shipped toy text-to-video backbone (resumable; hours on a CPU)
+	$(PY) -m av_lightning.toy.train_backbone --out av_lightning/assets/toy_backbone --resume
+
+clean: ## remove runs and caches (keeps .venv)
+	rm -rf runs .pytest_cache

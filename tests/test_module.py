@@ -1,0 +1,121 @@
+"""The LightningModule: freezing, loss, checkpoints, bad input, sampling."""
+
+import pytest
+import torch
+
+from tests.conftest import tiny_batch, tiny_module
+
+
+def test_only_mapper_and_pool_train(module):
+    trainable = {n for n, p in module.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith(("mapper.", "tokens.pool.")) for n in trainable)
+    assert any(n.startswith("tokens.pool.") for n in trainable)
+    t, f = module.parameter_counts()
+    assert t == sum(p.numel() for p in module.mapper.parameters()) + sum(p.numel() for p in module.tokens.parameters())
+    assert f > t
+
+
+def test_loss_falls_on_fixed_batch_and_lr_zero_leaves_it(batch):
+    g = torch.Generator().manual_seed(0)
+    noise = torch.randn(2, 3, 4, 8, 8, generator=g)
+    t = torch.tensor([300, 600])
+
+    def run(lr):
+        m = tiny_module(lr=lr)
+        m.tokens.pool.dropout.p = 0.0
+        opt = m.configure_optimizers()
+        first = last = None
+        for step in range(50):
+            loss = m.diffusion_loss(batch, noise=noise, timesteps=t)["loss"]
+            first = loss.item() if first is None else first
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            last = loss.item()
+        final = m.diffusion_loss(batch, noise=noise, timesteps=t)["loss"].item()
+        return first, final
+
+    first, final = run(1e-2)
+    assert final <= 0.95 * first, (first, final)
+    first0, final0 = run(0.0)
+    assert final0 == pytest.approx(first0, rel=1e-6)
+
+
+def test_v_prediction_target(batch):
+    m = tiny_module(prediction_type="v_prediction")
+    out = m.diffusion_loss(batch)
+    assert torch.isfinite(out["loss"])
+
+
+def test_adapter_file_holds_only_trainable_and_reload_is_exact(tmp_path, batch):
+    m = tiny_module(seed=0)
+    with torch.no_grad():
+        for p in m.mapper.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    m.save_adapter(tmp_path / "adapter.safetensors")
+    from safetensors.torch import load_file
+
+    keys = set(load_file(tmp_path / "adapter.safetensors"))
+    assert keys == set(m.trainable_state_dict()) and all(k.startswith(("mapper.", "tokens.")) for k in keys)
+    m2 = tiny_module(seed=1)
+    m.eval(), m2.eval()
+    assert not torch.equal(m.audio_tokens(batch), m2.audio_tokens(batch))
+    m2.load_adapter(tmp_path / "adapter.safetensors")
+    torch.testing.assert_close(m2.audio_tokens(batch), m.audio_tokens(batch), rtol=0, atol=0)
+    torch.testing.assert_close(m2.generate(batch, 8, 8, steps=2), m.generate(batch, 8, 8, steps=2), rtol=0, atol=0)
+
+
+def test_bad_input_is_explained(module, batch):
+    short = dict(batch, audio=batch["audio"][:, :-100])
+    with pytest.raises(ValueError, match="exactly 16000 samples"):
+        module.diffusion_loss(short)
+    with pytest.raises(ValueError, match="num_frames=4"):
+        module.diffusion_loss(dict(batch, frames=batch["frames"][:, :3]))
+    with pytest.raises(ValueError, match="uint8"):
+        module.diffusion_loss(dict(batch, frames=batch["frames"].float()))
+    with pytest.raises(ValueError, match="float"):
+        module.diffusion_loss(dict(batch, audio=(batch["audio"] * 32767).to(torch.int16)))
+    at_44k = torch.randn(2, 44100)
+    with pytest.raises(ValueError, match="sample rate"):
+        module.diffusion_loss(dict(batch, audio=at_44k))
+
+
+def test_generation_modes_and_determinism(module, batch):
+    module.eval()
+    a = module.generate(batch, 8, 8, steps=2, seed=3)
+    assert a.shape == (2, 4, 3, 8, 8) and a.dtype == torch.uint8
+    torch.testing.assert_close(module.generate(batch, 8, 8, steps=2, seed=3), a, rtol=0, atol=0)
+    for mode in ("text", "text+audio", "none"):
+        assert module.generate(batch, 8, 8, mode=mode, steps=2).shape == a.shape
+
+
+def test_width_mismatch_is_explained():
+    from av_lightning.tempo import AudioMapper
+
+    with pytest.raises(ValueError, match="out_features"):
+        tiny_module(num_frames=4).__class__(
+            backbone=tiny_module().backbone.__class__(**__import__("av_lightning.backbones.tiny", fromlist=["x"]).tiny_configs(True)),
+            encoder=tiny_module().encoder, mapper=AudioMapper(16, 8, 64), tokens=tiny_module().tokens,
+        )
+
+
+def test_sampler_matches_plain_ddim_loop_without_guidance():
+    """The sampler with guidance 1 equals a hand-written DDIM loop on the stock text path."""
+    from diffusers import DDIMScheduler
+
+    from av_lightning.pipeline import sample
+    from tests.conftest import tiny_backbone
+
+    torch.manual_seed(0)
+    bb = tiny_backbone()
+    cond = bb.encode_text(["a drum"])
+    shape = (1, 3, 2, 8, 8)
+    noise = torch.randn(shape)
+    got = sample(bb.denoise, DDIMScheduler.from_config(bb.scheduler_config), cond, shape, steps=4,
+                 guidance_scale=1.0, latents=noise, progress=False)
+    s = DDIMScheduler.from_config(bb.scheduler_config)
+    s.set_timesteps(4)
+    x = noise.clone()
+    for t in s.timesteps:
+        x = s.step(bb.unet(x, t, encoder_hidden_states=cond).sample, t, x).prev_sample
+    torch.testing.assert_close(got, x, atol=1e-5, rtol=1e-5)
