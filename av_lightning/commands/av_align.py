@@ -101,8 +101,13 @@ def score_pairs(
     workers: int = 1,
     device: str = "cpu",
     progress: bool = True,
+    threads: int | None = None,
 ) -> list[FileResult]:
-    """Score ``(video, audio)`` pairs, in ``workers`` spawned processes when > 1 (in order)."""
+    """Score ``(video, audio)`` pairs, in ``workers`` spawned processes when > 1 (in order).
+
+    ``threads``: torch/OpenCV threads per worker; default ``cpu_count // workers`` in worker
+    processes and torch's own setting when ``workers == 1``.
+    """
     from tqdm import tqdm
 
     jobs = [(os.fspath(v), os.fspath(a), mode, device) for v, a in pairs]
@@ -113,8 +118,16 @@ def score_pairs(
         "disable": not progress,
     }
     if workers <= 1:
-        return [score_file(job) for job in tqdm(jobs, **bar)]
-    threads = max(1, (os.cpu_count() or 1) // workers)
+        import torch
+
+        before = torch.get_num_threads()
+        if threads is not None:
+            _init_worker(threads)
+        try:
+            return [score_file(job) for job in tqdm(jobs, **bar)]
+        finally:
+            torch.set_num_threads(before)
+    threads = threads or max(1, (os.cpu_count() or 1) // workers)
     # spawn: forking a process whose OpenMP pool has run is not safe (libgomp).
     with mp.get_context("spawn").Pool(
         workers, initializer=_init_worker, initargs=(threads,)
@@ -168,6 +181,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", type=Path, default=None, help="CSV of per-file scores")
     p.add_argument("--device", default="cpu", help="torch device of paper mode's optical flow")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch/OpenCV threads per worker [default: CPU cores / workers; torch's default "
+        "with one worker]",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return p
 
