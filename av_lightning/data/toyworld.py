@@ -44,8 +44,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import itertools
-import math
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -97,8 +97,10 @@ def event_sets() -> list[tuple[int, ...]]:
 _EVENT_SETS = event_sets()
 
 
-def _event_table(device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(M, F)`` bool event masks, and per size n (1..MAX_EVENTS) the first row and the count."""
+@functools.lru_cache(maxsize=8)
+def _event_table(device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(M, F)`` bool event masks, and per size n (1..MAX_EVENTS) the first row and the count
+    (built once per device: the training loop draws a batch per step)."""
     table = torch.zeros(len(_EVENT_SETS), NUM_FRAMES, dtype=torch.bool)
     for i, s in enumerate(_EVENT_SETS):
         table[i, list(s)] = True
@@ -129,7 +131,7 @@ def sample_params(batch_size: int, generator: torch.Generator, labels: Optional[
     if labels is None:
         labels = torch.randint(len(CLASSES), (B,), generator=generator, device=device)
     labels = labels.to(device).long()
-    table, offsets, counts = _event_table(device)
+    table, offsets, counts = _event_table(torch.device(device))
     n = torch.randint(MAX_EVENTS, (B,), generator=generator, device=device)
     u = torch.rand(B, generator=generator, device=device)
     row = offsets[n] + (u * counts[n]).long().clamp(max=counts[n] - 1)

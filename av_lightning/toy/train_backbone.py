@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import shlex
@@ -308,7 +307,6 @@ def sample_backbone(backbone, prompts: Sequence[str], steps: int = 25, guidance_
     from av_lightning.data.toyworld import NUM_FRAMES, SIZE
     from av_lightning.pipeline import make_scheduler, sample
 
-    device = next(backbone.unet.parameters()).device
     uncond = backbone.encode_text([""])
     g = torch.Generator().manual_seed(seed)
     out = []
