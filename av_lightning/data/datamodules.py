@@ -12,7 +12,8 @@ validation split if present). Validation otherwise is a small fixed subset of th
 same in every run and for any CSV order, and removed from training. The test split is every
 ``test`` row, in CSV order; ``predict_dataloader`` is the test split.
 
-Bad data: ``setup`` probes every listed file once (progress bar) and skips, with a count per
+Bad data: ``setup`` probes every listed file once (progress bar; ``num_workers`` threads;
+results kept in ``probe_cache.json`` for unchanged files) and skips, with a count per
 reason, files that are missing, do not decode, have no audio, or are shorter than one clip. It
 prints one summary line and writes ``skipped.csv`` (to ``log_dir``, else the trainer's log
 dir, else ``root``). A clip that fails later, in ``__getitem__``, raises with its file name;
@@ -29,6 +30,9 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from collections import Counter
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -146,6 +150,8 @@ class AudioVideoDataModule(pl.LightningDataModule):
         buckets: optional ``[[H, W], ...]`` aspect buckets (needs batch_size 1 or bucketed data).
         log_dir: where ``skipped.csv`` goes (default: trainer log dir, else ``root``).
         drop_last: drop the last incomplete training batch.
+        probe_cache: remember probe results in ``probe_cache.json`` (in ``cache_dir``, else
+            ``root``), keyed by each file's size and mtime, so later runs do not re-probe.
     """
 
     default_manifest: str = "metadata.csv"
@@ -177,6 +183,7 @@ class AudioVideoDataModule(pl.LightningDataModule):
         buckets: Optional[list[tuple[int, int]]] = None,
         log_dir: Optional[str] = None,
         drop_last: bool = True,
+        probe_cache: bool = True,
     ) -> None:
         super().__init__()
         self.root = Path(root)
@@ -205,6 +212,7 @@ class AudioVideoDataModule(pl.LightningDataModule):
         self.eval_start = eval_start
         self.log_dir = log_dir
         self.drop_last = drop_last
+        self.probe_cache = probe_cache
         self.records: dict[str, list[ClipRecord]] = {}
         self.skipped: list[dict] = []
         self._cache_settings: Optional[tuple[dict, dict]] = None
@@ -303,15 +311,59 @@ class AudioVideoDataModule(pl.LightningDataModule):
             return "too short", f"{record.duration:.3f} s < {self.spec.duration:.3f} s"
         return None
 
+    def _probe_cache_path(self) -> Optional[Path]:
+        if not self.probe_cache:
+            return None
+        return (self.cache_dir or self.root) / "probe_cache.json"
+
+    @staticmethod
+    def _identity(record: ClipRecord) -> Optional[str]:
+        try:
+            v, a = os.stat(record.video), os.stat(record.audio)
+        except OSError:
+            return None  # missing files are re-checked every time
+        return f"{v.st_size}:{v.st_mtime_ns}:{record.audio}:{a.st_size}:{a.st_mtime_ns}"
+
     def _probe(self, records: list[ClipRecord], what: str) -> list[ClipRecord]:
-        kept = []
-        for r in tqdm(records, desc=f"probing {what}", unit="file", disable=len(records) < 50):
+        """Probe ``records`` (threads; results reused from ``probe_cache.json`` for unchanged files)."""
+        path = self._probe_cache_path()
+        cache: dict = {}
+        if path is not None and path.is_file():
+            try:
+                cache = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError):
+                rank_zero_warn(f"ignoring unreadable probe cache {path}")
+        clip = f"{self.spec.num_frames}/{self.spec.fps}"
+
+        def one(r: ClipRecord) -> Optional[tuple[str, str]]:
+            ident = self._identity(r)
+            hit = cache.get(r.video) if ident is not None else None
+            if hit is not None and hit[0] == ident and hit[1] == clip:
+                r.duration = hit[2]
+                return tuple(hit[3]) if hit[3] else None
             problem = self.check(r)
-            if problem is None:
-                kept.append(r)
-            else:
-                self.skipped.append({"id": r.id, "split": r.split, "reason": problem[0],
-                                     "video": r.video, "audio": r.audio, "detail": problem[1]})
+            if ident is not None:
+                cache[r.video] = [ident, clip, r.duration, list(problem) if problem else None]
+            return problem
+
+        kept = []
+        with ThreadPoolExecutor(max(1, self.num_workers)) as pool:
+            results = pool.map(one, records)
+            for r, problem in zip(records, tqdm(results, total=len(records), desc=f"probing {what}", unit="file",
+                                                disable=len(records) < 50)):
+                if problem is None:
+                    kept.append(r)
+                else:
+                    self.skipped.append({"id": r.id, "split": r.split, "reason": problem[0],
+                                         "video": r.video, "audio": r.audio, "detail": problem[1]})
+        if path is not None and rank_zero_only.rank == 0:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(".tmp")
+                tmp.write_text(json.dumps(cache))
+                tmp.replace(path)
+            except OSError as exc:
+                rank_zero_warn(f"could not write the probe cache {path} ({exc}); files will be probed again next run")
         return kept
 
     def _report_dir(self) -> Path:

@@ -155,3 +155,15 @@ def test_empty_split_is_an_error(tmp_path):
         dm.setup("fit")
     dm.setup("test")
     assert len(dm.records["test"]) == 1
+
+
+def test_probe_results_are_cached_until_a_file_changes(broken_root, tmp_path_factory, capsys):
+    kwargs = dict(manifest="metadata.csv", log_dir=str(tmp_path_factory.mktemp("logs")), **{**SMALL, "val_size": 0})
+    AudioSetDrumsDataModule(str(broken_root), **kwargs).setup("fit")
+    assert (broken_root / "probe_cache.json").is_file()
+    assert "skipped 4 of 7" in capsys.readouterr().out
+    write_clip(broken_root / "video" / "short.mp4", seconds=1.5)  # fixed: now long enough
+    dm = AudioSetDrumsDataModule(str(broken_root), **kwargs)
+    dm.setup("fit")
+    assert "skipped 3 of 7" in capsys.readouterr().out
+    assert "short" in {r.id for r in dm.records["train"]}
