@@ -200,7 +200,8 @@ def train_backbone(cfg: dict, out, steps: int, device: str = "cpu", resume: bool
     step, losses = 0, []  # losses: mean loss of each log interval
     state_path = out / STATE_FILE
     if resume and state_path.is_file():
-        state = torch.load(state_path, map_location=dev, weights_only=False)
+        # on the CPU: RNG states must stay CPU tensors; load_state_dict moves the rest to the device
+        state = torch.load(state_path, map_location="cpu", weights_only=False)
         if state["config"] != cfg:
             raise ValueError(f"{state_path} was written with another recipe; use a new --out or the same --config")
         unet.load_state_dict(state["unet"])
