@@ -85,8 +85,9 @@ class FVD(Metric, VideoMetric):
             for a TorchScript path, none for a module.
         num_features: D; inferred with one forward pass on a zero 112×112 clip if None
             (I3D resizes its input itself).
-        reset_real_features: if False (default) the real statistics survive ``reset()``, so the
-            real set is encoded once per run (as torchmetrics' FID).
+        reset_real_features: if False (default) the real statistics survive ``reset()`` and real
+            clips given after it are ignored, so the real set is encoded once (as torchmetrics'
+            FID keeps them); set True to score against a different real set after a reset.
         real_stats_path: ``.npz`` or ``.pt`` file of real statistics (``mu``, ``sigma``, ``num``).
             If it exists it is loaded and real updates are ignored; if not, the statistics of the
             real clips seen are written there at the first ``compute()`` (by rank 0).
@@ -142,6 +143,7 @@ class FVD(Metric, VideoMetric):
                 f"{side}_num", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum"
             )
         self._cached_real: dict[str, torch.Tensor] | None = None
+        self._real_kept = False
         if self.real_stats_path is not None and os.path.isfile(self.real_stats_path):
             self._cached_real = _load_stats(self.real_stats_path)
 
@@ -158,8 +160,8 @@ class FVD(Metric, VideoMetric):
 
     def update(self, videos: torch.Tensor, real: bool) -> None:
         """Add uint8 ``(B, F, 3, H, W)`` videos to the real (``real=True``) or generated side."""
-        if real and self._cached_real is not None:
-            return  # the real statistics come from real_stats_path
+        if real and (self._cached_real is not None or self._real_kept):
+            return  # real statistics from real_stats_path, or kept from before reset()
         feats = self.features(videos)
         side = "real" if real else "fake"
         setattr(self, f"{side}_sum", getattr(self, f"{side}_sum") + feats.sum(0))
@@ -216,3 +218,5 @@ class FVD(Metric, VideoMetric):
         super().reset()
         for k, v in kept.items():
             setattr(self, k, v)
+        # The real set was encoded: later real clips (the same test set again) are not re-added.
+        self._real_kept = bool(self.real_num > 0)

@@ -57,7 +57,12 @@ def test_update_from_clips_and_real_stats_survive_reset():
     first = fvd.compute()
     fvd.reset()
     assert fvd.real_num == 8 and fvd.fake_num == 0
-    fvd.update_from_clips(fake=fake)  # no real clips this time: the cached ones are used
+    fvd.update_from_clips(fake=fake)  # no real clips this time: the kept ones are used
+    torch.testing.assert_close(fvd.compute(), first)
+    fvd.reset()
+    # Real clips after a reset are ignored: the real set is encoded once.
+    fvd.update_from_clips(fake=fake, real=random_videos(8, seed=5))
+    assert fvd.real_num == 8
     torch.testing.assert_close(fvd.compute(), first)
     fresh = make_fvd(reset_real_features=True)
     fresh.update(real, real=True)
