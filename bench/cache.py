@@ -75,7 +75,7 @@ def main() -> None:
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--device", default="cpu")
     args = p.parse_args()
-    model, data = load_model_and_data([args.config])
+    model, _data = load_model_and_data([args.config])
     geometry = {"num_frames": model.hparams.num_frames, "fps": model.hparams.fps}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "data"

@@ -14,8 +14,8 @@ geometry); nothing is trained. The model must expose ``backbone.encode_frames``,
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import torch
 
@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     # anything else is a LightningCLI override, e.g. --data.init_args.num_workers=8
     args, overrides = build_parser().parse_known_args(argv)
     model, data = load_model_and_data(args.config, overrides)

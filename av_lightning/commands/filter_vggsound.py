@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Optional
 
 from av_lightning.data.datamodules import VGGSoundDataModule
 from av_lightning.data.filtering import HFAudioLabeler, ImageLabeler, TextSimilarity, filter_clips
@@ -53,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     dm = VGGSoundDataModule(args.root, manifest=args.csv, name_pattern=args.name_pattern, min_clips_per_class=0)
     records = [r for r in dm.list_records() if r.split in args.splits][: args.limit]

@@ -3,8 +3,15 @@
 See ``docs/data.md`` for the layout, the clip policy and the batch keys.
 """
 
-from av_lightning.data.cache import CacheError, CachedClipDataset, build_cache, open_cache
-from av_lightning.data.clips import ClipDataset, ClipRecord, ClipSpec, EpochSampler, clip_start, load_clip
+from av_lightning.data.cache import CachedClipDataset, CacheError, build_cache, open_cache
+from av_lightning.data.clips import (
+    ClipDataset,
+    ClipRecord,
+    ClipSpec,
+    EpochSampler,
+    clip_start,
+    load_clip,
+)
 from av_lightning.data.datamodules import (
     AudioSetDrumsDataModule,
     AudioVideoDataModule,
@@ -13,7 +20,15 @@ from av_lightning.data.datamodules import (
     VGGSoundDataModule,
     read_manifest,
 )
-from av_lightning.data.io import MediaError, MediaInfo, probe, read_audio, read_frames, write_audio, write_video
+from av_lightning.data.io import (
+    MediaError,
+    MediaInfo,
+    probe,
+    read_audio,
+    read_frames,
+    write_audio,
+    write_video,
+)
 
 __all__ = [
     "AudioSetDrumsDataModule",

@@ -28,8 +28,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Union
 
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
@@ -61,7 +61,7 @@ def settings_hash(settings: dict) -> str:
     return _digest(settings)[:16]
 
 
-def file_identity(path: Union[str, Path]) -> list:
+def file_identity(path: str | Path) -> list:
     """``[absolute path, size in bytes, mtime in ns]``."""
     st = os.stat(path)
     return [str(Path(path).resolve()), st.st_size, st.st_mtime_ns]
@@ -93,7 +93,7 @@ def _describe(settings: dict) -> str:
     return json.dumps({k: settings[k] for k in ("clip", "frames", "audio") if k in settings}, sort_keys=True)
 
 
-def open_cache(cache_dir: Union[str, Path], clip_settings: dict, encoder_settings: Optional[tuple[dict, dict]]) -> Path:
+def open_cache(cache_dir: str | Path, clip_settings: dict, encoder_settings: tuple[dict, dict] | None) -> Path:
     """The cache folder for these settings.
 
     Args:
@@ -108,7 +108,7 @@ def open_cache(cache_dir: Union[str, Path], clip_settings: dict, encoder_setting
     cache_dir = Path(cache_dir)
     existing = sorted(p for p in cache_dir.glob("*/settings.json")) if cache_dir.is_dir() else []
     found = {p.parent: json.loads(p.read_text()) for p in existing}
-    hint = f"build it with `av-lightning cache --config ...` (or av_lightning.data.cache.build_cache)"
+    hint = "build it with `av-lightning cache --config ...` (or av_lightning.data.cache.build_cache)"
     if encoder_settings is not None:
         wanted = cache_settings(clip_settings, *encoder_settings)
         folder = cache_dir / settings_hash(wanted)
@@ -143,7 +143,7 @@ class CachedClipDataset(Dataset):
             new file, or another start policy).
     """
 
-    def __init__(self, records: Sequence[ClipRecord], folder: Union[str, Path], split: str, kwargs: dict) -> None:
+    def __init__(self, records: Sequence[ClipRecord], folder: str | Path, split: str, kwargs: dict) -> None:
         from av_lightning.data.clips import ClipSpec
 
         self.folder = Path(folder)
@@ -195,7 +195,7 @@ class CachedClipDataset(Dataset):
         f = self._open(entry["shard"])
         row = entry["row"]
         item = {name: f.get_tensor(f"{row}/{name}") for name in ("latents", "audio_states", "audio")}
-        if f"{row}/frames" in f.keys():
+        if f"{row}/frames" in f.keys():  # noqa: SIM118 (safe_open has no __contains__)
             item["frames"] = f.get_tensor(f"{row}/frames")
         item.update(label=r.label, id=r.id, start=float(start))
         return item
@@ -220,11 +220,11 @@ def build_cache(
     encode_frames: Callable[[torch.Tensor], torch.Tensor],
     frames_settings: dict,
     audio_encoder,
-    out_dir: Optional[Union[str, Path]] = None,
-    splits: Optional[Sequence[str]] = None,
-    batch_size: Optional[int] = None,
+    out_dir: str | Path | None = None,
+    splits: Sequence[str] | None = None,
+    batch_size: int | None = None,
     shard_size: int = 256,
-    device: Optional[Union[str, torch.device]] = None,
+    device: str | torch.device | None = None,
     dtype: torch.dtype = torch.float32,
     store_frames: bool = False,
 ) -> Path:
@@ -264,6 +264,15 @@ def build_cache(
     (folder / "settings.json").write_text(json.dumps(settings, indent=1, sort_keys=True, default=str))
     index_path = folder / "index.json"
     index = json.loads(index_path.read_text()) if index_path.is_file() else {"clips": {}}
+    # storage options do not change the features, so they are not in the folder hash, but one
+    # cache must not mix them (items with and without frames would not collate)
+    storage = {"store_frames": bool(store_frames), "dtype": str(dtype).replace("torch.", "")}
+    if index["clips"] and index.setdefault("storage", storage) != storage:
+        raise CacheError(
+            f"feature cache {folder} was built with {index['storage']}, now asked for {storage}; "
+            "use the same options, another cache dir, or delete the folder"
+        )
+    index["storage"] = storage
     clips = index["clips"]
 
     jobs, seen = [], set()

@@ -19,9 +19,9 @@ Start policy (:func:`clip_start`):
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -44,9 +44,9 @@ class ClipSpec:
 
     num_frames: int = 24
     fps: float = 24.0
-    size: Union[int, tuple[int, int], None] = 384
+    size: int | tuple[int, int] | None = 384
     sample_rate: int = 16000
-    buckets: Optional[tuple[tuple[int, int], ...]] = None
+    buckets: tuple[tuple[int, int], ...] | None = None
 
     @property
     def duration(self) -> float:
@@ -106,7 +106,7 @@ def clip_start(
     seed: int = 0,
     epoch: int = 0,
     index: int = 0,
-    train_starts: Optional[int] = None,
+    train_starts: int | None = None,
     eval_start: str = "middle",
 ) -> float:
     """The start (seconds) of the clip of file ``index`` (policy in the module docstring).
@@ -182,7 +182,7 @@ class ClipDataset(Dataset):
         spec: ClipSpec,
         train: bool = False,
         seed: int = 0,
-        train_starts: Optional[int] = None,
+        train_starts: int | None = None,
         eval_start: str = "middle",
     ) -> None:
         self.records = list(records)
@@ -237,7 +237,7 @@ class EpochSampler(DistributedSampler):
         return (self.epoch * n + int(i) for i in super().__iter__())
 
 
-def resolve_path(root: Union[str, Path], path: Union[str, Path]) -> Path:
+def resolve_path(root: str | Path, path: str | Path) -> Path:
     """``path`` if absolute, else relative to ``root``."""
     path = Path(path)
     return path if path.is_absolute() else Path(root) / path

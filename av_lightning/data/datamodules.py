@@ -32,10 +32,10 @@ import csv
 import hashlib
 import json
 import os
-from concurrent.futures import ThreadPoolExecutor
 from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Optional, Sequence, Union
 
 import lightning.pytorch as pl
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
@@ -65,7 +65,7 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def read_manifest(path: Union[str, Path]) -> list[dict]:
+def read_manifest(path: str | Path) -> list[dict]:
     """Rows of a ``ytid,start_time,class,set`` CSV, with or without a header row.
 
     A first row whose second field is not a number is a header; its column names are matched
@@ -160,28 +160,28 @@ class AudioVideoDataModule(pl.LightningDataModule):
     def __init__(
         self,
         root: str,
-        manifest: Optional[str] = None,
+        manifest: str | None = None,
         fps: float = 24.0,
         num_frames: int = 24,
-        size: Union[int, tuple[int, int], None] = 384,
+        size: int | tuple[int, int] | None = 384,
         batch_size: int = 8,
         num_workers: int = 4,
-        classes: Optional[list[str]] = None,
+        classes: list[str] | None = None,
         sample_rate: int = 16000,
         seed: int = 0,
-        cache_dir: Optional[str] = None,
+        cache_dir: str | None = None,
         cache_splits: Sequence[str] = ("train", "val"),
         val_size: float = 0.02,
-        name_pattern: Optional[str] = None,
+        name_pattern: str | None = None,
         video_dir: str = "video",
-        audio_dir: Optional[str] = "audio",
+        audio_dir: str | None = "audio",
         video_ext: str = ".mp4",
         audio_ext: str = ".wav",
         min_clips_per_class: int = 0,
-        train_starts: Optional[int] = None,
+        train_starts: int | None = None,
         eval_start: str = "middle",
-        buckets: Optional[list[tuple[int, int]]] = None,
-        log_dir: Optional[str] = None,
+        buckets: list[tuple[int, int]] | None = None,
+        log_dir: str | None = None,
         drop_last: bool = True,
         probe_cache: bool = True,
     ) -> None:
@@ -215,7 +215,7 @@ class AudioVideoDataModule(pl.LightningDataModule):
         self.probe_cache = probe_cache
         self.records: dict[str, list[ClipRecord]] = {}
         self.skipped: list[dict] = []
-        self._cache_settings: Optional[tuple[dict, dict]] = None
+        self._cache_settings: tuple[dict, dict] | None = None
         self._datasets: dict[str, Dataset] = {}
 
     # ---------------------------------------------------------------- listing
@@ -283,7 +283,7 @@ class AudioVideoDataModule(pl.LightningDataModule):
 
     # ---------------------------------------------------------------- probing
 
-    def check(self, record: ClipRecord) -> Optional[tuple[str, str]]:
+    def check(self, record: ClipRecord) -> tuple[str, str] | None:
         """Probe one file; ``None`` when usable (``record.duration`` is set), else (reason, detail)."""
         if not Path(record.video).is_file():
             return "missing", record.video
@@ -311,13 +311,13 @@ class AudioVideoDataModule(pl.LightningDataModule):
             return "too short", f"{record.duration:.3f} s < {self.spec.duration:.3f} s"
         return None
 
-    def _probe_cache_path(self) -> Optional[Path]:
+    def _probe_cache_path(self) -> Path | None:
         if not self.probe_cache:
             return None
         return (self.cache_dir or self.root) / "probe_cache.json"
 
     @staticmethod
-    def _identity(record: ClipRecord) -> Optional[str]:
+    def _identity(record: ClipRecord) -> str | None:
         try:
             v, a = os.stat(record.video), os.stat(record.audio)
         except OSError:
@@ -335,7 +335,7 @@ class AudioVideoDataModule(pl.LightningDataModule):
                 rank_zero_warn(f"ignoring unreadable probe cache {path}")
         clip = f"{self.spec.num_frames}/{self.spec.fps}"
 
-        def one(r: ClipRecord) -> Optional[tuple[str, str]]:
+        def one(r: ClipRecord) -> tuple[str, str] | None:
             ident = self._identity(r)
             hit = cache.get(r.video) if ident is not None else None
             if hit is not None and hit[0] == ident and hit[1] == clip:
@@ -401,11 +401,11 @@ class AudioVideoDataModule(pl.LightningDataModule):
     # ---------------------------------------------------------------- Lightning hooks
 
     @staticmethod
-    def stage_splits(stage: Optional[str]) -> tuple[str, ...]:
+    def stage_splits(stage: str | None) -> tuple[str, ...]:
         return {"fit": ("train", "val"), "validate": ("val",), "test": ("test",),
                 "predict": ("test",)}.get(stage or "", ("train", "val", "test"))
 
-    def setup(self, stage: Optional[str] = None) -> None:
+    def setup(self, stage: str | None = None) -> None:
         """List, select, split and probe the files the stage needs; build the datasets."""
         wanted = [s for s in self.stage_splits(stage) if s not in self.records]
         if not wanted:
@@ -438,7 +438,7 @@ class AudioVideoDataModule(pl.LightningDataModule):
         self._cache_settings = (frames_settings, audio_settings)
         self._datasets = {k: v for k, v in self._datasets.items() if k not in self.cache_splits}
 
-    def _model_cache_settings(self) -> Optional[tuple[dict, dict]]:
+    def _model_cache_settings(self) -> tuple[dict, dict] | None:
         if self._cache_settings is not None:
             return self._cache_settings
         trainer = getattr(self, "trainer", None)
@@ -491,7 +491,7 @@ class AudioVideoDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)
 
-    def val_dataloader(self) -> Union[DataLoader, list]:
+    def val_dataloader(self) -> DataLoader | list:
         if "val" in self.records and not self.records["val"] and self.val_size == 0:
             return []  # no validation split (val_size=0)
         return self._loader("val", train=False)
@@ -502,7 +502,7 @@ class AudioVideoDataModule(pl.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         return self._loader("test", train=False)
 
-    def build_cache(self, model, out_dir: Optional[str] = None, **kwargs) -> Path:
+    def build_cache(self, model, out_dir: str | None = None, **kwargs) -> Path:
         """Precompute the feature cache with ``model.backbone`` and ``model.encoder`` (cache.py)."""
         from av_lightning.data.cache import build_cache
 
@@ -527,9 +527,9 @@ class VGGSoundDataModule(AudioVideoDataModule):
     def __init__(
         self,
         root: str,
-        manifest: Optional[str] = None,
-        filter_csv: Optional[str] = None,
-        filter_threshold: Optional[float] = None,
+        manifest: str | None = None,
+        filter_csv: str | None = None,
+        filter_threshold: float | None = None,
         filter_splits: Sequence[str] = ("train", "val", "test"),
         min_clips_per_class: int = 120,
         **kwargs,
@@ -580,7 +580,7 @@ class FolderDataModule(AudioVideoDataModule):
     def __init__(
         self,
         root: str,
-        manifest: Optional[str] = None,
+        manifest: str | None = None,
         default_label: str = "",
         test_fraction: float = 0.1,
         extensions: Sequence[str] = VIDEO_EXTENSIONS,

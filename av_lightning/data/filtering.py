@@ -21,8 +21,9 @@ A clip that cannot be read gets ``keep=0`` and the reason in ``error``.
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Protocol, Sequence, Union
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -54,7 +55,7 @@ class HFAudioLabeler:
     models), softmax otherwise.
     """
 
-    def __init__(self, path: Union[str, Path], device: str = "cpu") -> None:
+    def __init__(self, path: str | Path, device: str = "cpu") -> None:
         from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
         self.extractor = AutoFeatureExtractor.from_pretrained(str(path))
@@ -74,7 +75,7 @@ class HFAudioLabeler:
 class ImageLabeler:
     """A transformers image classifier (and its image processor) from a local path."""
 
-    def __init__(self, path: Union[str, Path], device: str = "cpu") -> None:
+    def __init__(self, path: str | Path, device: str = "cpu") -> None:
         from transformers import AutoImageProcessor, AutoModelForImageClassification
 
         try:
@@ -97,7 +98,7 @@ class ImageLabeler:
 class TextSimilarity:
     """Cosine similarity of CLIP text embeddings (a transformers CLIP model from a local path)."""
 
-    def __init__(self, path: Union[str, Path], device: str = "cpu", template: str = "{}") -> None:
+    def __init__(self, path: str | Path, device: str = "cpu", template: str = "{}") -> None:
         from transformers import AutoTokenizer, CLIPModel
 
         self.tokenizer = AutoTokenizer.from_pretrained(str(path))
@@ -118,7 +119,7 @@ class TextSimilarity:
         return float((e[0] * e[1]).sum())
 
 
-def read_filter_csv(path: Union[str, Path], threshold: Optional[float] = None) -> set[str]:
+def read_filter_csv(path: str | Path, threshold: float | None = None) -> set[str]:
     """Ids kept by a filter CSV (its ``keep`` column, or ``similarity >= threshold`` if given)."""
     path = Path(path)
     if not path.is_file():
@@ -170,7 +171,7 @@ def filter_clips(
     audio_labeler: AudioLabeler,
     image_labeler: ImageLabeler,
     similarity: TextSimilarity,
-    out_csv: Union[str, Path],
+    out_csv: str | Path,
     threshold: float,
     audio_seconds: float = 10.0,
 ) -> dict:

@@ -24,18 +24,18 @@ a sample grid aligned to the source, so output sample ``m`` is the sound at time
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Optional, Sequence, Union
 
 import av
 import numpy as np
 import torch
 from scipy.signal import resample_poly
 
-Size = Union[int, Sequence[int], None]
-PathLike = Union[str, Path]
+Size = int | Sequence[int] | None
+PathLike = str | Path
 
 #: Two presentation times closer than this (seconds) are equal: guards float rounding of
 #: ``k / fps`` against pts that land exactly on the output grid.
@@ -71,17 +71,17 @@ class MediaInfo:
 
     path: str
     duration: float
-    fps: Optional[float]
+    fps: float | None
     has_audio: bool
-    size: Optional[tuple[int, int]]
+    size: tuple[int, int] | None
     num_frames: int = 0
-    video_duration: Optional[float] = None
-    audio_duration: Optional[float] = None
-    sample_rate: Optional[int] = None
-    channels: Optional[int] = None
+    video_duration: float | None = None
+    audio_duration: float | None = None
+    sample_rate: int | None = None
+    channels: int | None = None
 
 
-def _stream_duration(stream, container) -> Optional[float]:
+def _stream_duration(stream, container) -> float | None:
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
     if container.duration is not None:
@@ -196,7 +196,7 @@ def read_frames(
     num_frames: int,
     fps: float,
     size: Size = None,
-    buckets: Optional[Sequence[Sequence[int]]] = None,
+    buckets: Sequence[Sequence[int]] | None = None,
 ) -> torch.Tensor:
     """Decode ``num_frames`` frames at ``fps`` starting at ``start`` seconds.
 

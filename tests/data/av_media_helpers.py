@@ -7,8 +7,8 @@ root on ``sys.path`` and ``--import-mode=importlib``).
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -18,10 +18,10 @@ from av_lightning.data.io import write_audio, write_video
 from av_lightning.encoders.base import AudioEncoder, EncoderOutput
 
 
-def synthetic_frames(seconds: float, fps: float, size=(48, 64), flash_at: Optional[float] = None, seed: int = 0) -> np.ndarray:
+def synthetic_frames(seconds: float, fps: float, size=(48, 64), flash_at: float | None = None, seed: int = 0) -> np.ndarray:
     """uint8 ``(F, H, W, 3)``: a dim moving gradient; with ``flash_at`` the frame showing that
     time (``floor(t * fps)``) is all white."""
-    n = int(round(seconds * fps))
+    n = round(seconds * fps)
     h, w = size
     rng = np.random.default_rng(seed)
     base = rng.integers(0, 60, size=(1, 1, 3))
@@ -33,13 +33,13 @@ def synthetic_frames(seconds: float, fps: float, size=(48, 64), flash_at: Option
     return frames
 
 
-def synthetic_audio(seconds: float, sample_rate: int, channels: int = 1, click_at: Optional[float] = None, seed: int = 0) -> np.ndarray:
+def synthetic_audio(seconds: float, sample_rate: int, channels: int = 1, click_at: float | None = None, seed: int = 0) -> np.ndarray:
     """float32 ``(C, S)``: quiet noise; with ``click_at`` one sample of amplitude 0.9 at that time."""
-    n = int(round(seconds * sample_rate))
+    n = round(seconds * sample_rate)
     rng = np.random.default_rng(seed)
     audio = (0.01 * rng.standard_normal((channels, n))).astype(np.float32)
     if click_at is not None:
-        audio[:, int(round(click_at * sample_rate))] = 0.9
+        audio[:, round(click_at * sample_rate)] = 0.9
     return audio
 
 
@@ -51,8 +51,8 @@ def write_clip(
     sample_rate: int = 44100,
     channels: int = 2,
     audio: bool = True,
-    flash_at: Optional[float] = None,
-    click_at: Optional[float] = None,
+    flash_at: float | None = None,
+    click_at: float | None = None,
     seed: int = 0,
 ) -> Path:
     """Write a small mp4 (H.264, AAC unless ``audio=False``)."""

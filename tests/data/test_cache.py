@@ -5,9 +5,14 @@ import torch
 
 from av_lightning.data.cache import CacheError, build_cache
 from av_lightning.data.datamodules import AudioSetDrumsDataModule
-from tests.data.av_media_helpers import TINY_FRAMES_SETTINGS, TinyAudioEncoder, make_official_dataset, tiny_encode_frames
+from tests.data.av_media_helpers import (
+    TINY_FRAMES_SETTINGS,
+    TinyAudioEncoder,
+    make_official_dataset,
+    tiny_encode_frames,
+)
 
-ARGS = dict(fps=24, num_frames=8, size=32, batch_size=2, num_workers=0, val_size=1, train_starts=2, seed=5)
+ARGS = {"fps": 24, "num_frames": 8, "size": 32, "batch_size": 2, "num_workers": 0, "val_size": 1, "train_starts": 2, "seed": 5}
 
 
 @pytest.fixture(scope="module")
@@ -102,3 +107,16 @@ data:
     dm.expect_cache(TINY_FRAMES_SETTINGS, TinyAudioEncoder(seed=0).settings())
     with pytest.raises(CacheError):
         dm.train_dataloader()
+
+
+def test_stored_frames_and_mixed_storage_options(drums_root, tmp_path):
+    enc = TinyAudioEncoder()
+    dm = AudioSetDrumsDataModule(str(drums_root), cache_dir=str(tmp_path / "cache"), **ARGS)
+    build_cache(dm, tiny_encode_frames, TINY_FRAMES_SETTINGS, enc, device="cpu", store_frames=True, splits=["val"])
+    dm.expect_cache(TINY_FRAMES_SETTINGS, enc.settings())
+    cached = next(iter(dm.val_dataloader()))
+    plain = AudioSetDrumsDataModule(str(drums_root), **ARGS)
+    plain.setup("fit")
+    assert torch.equal(cached["frames"], next(iter(plain.val_dataloader()))["frames"])
+    with pytest.raises(CacheError, match="store_frames"):
+        build_cache(dm, tiny_encode_frames, TINY_FRAMES_SETTINGS, enc, device="cpu", store_frames=False)

@@ -11,9 +11,9 @@ from av_lightning.data.datamodules import (
     read_manifest,
 )
 from av_lightning.data.io import MediaError
-from tests.data.av_media_helpers import make_official_dataset, write_clip, write_wav
+from tests.data.av_media_helpers import make_official_dataset, write_clip
 
-SMALL = dict(fps=24, num_frames=8, size=32, batch_size=2, num_workers=0, val_size=1)
+SMALL = {"fps": 24, "num_frames": 8, "size": 32, "batch_size": 2, "num_workers": 0, "val_size": 1}
 ROWS = [("-aa", 10, "dog barking", "train"), ("bb", 0, "dog barking", "train"), ("cc", 30, "drums", "train"),
         ("dd", 5, "drums", "train"), ("gg", 3, "dog barking", "train"), ("ee", 40, "dog barking", "test"), ("ff", 7, "drums", "test")]
 

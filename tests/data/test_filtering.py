@@ -30,8 +30,17 @@ def write_clip_tokenizer(path):
 
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory):
-    from transformers import (ASTConfig, ASTFeatureExtractor, ASTForAudioClassification, CLIPConfig, CLIPModel,
-                              CLIPTokenizer, ViTConfig, ViTForImageClassification, ViTImageProcessor)
+    from transformers import (
+        ASTConfig,
+        ASTFeatureExtractor,
+        ASTForAudioClassification,
+        CLIPConfig,
+        CLIPModel,
+        CLIPTokenizer,
+        ViTConfig,
+        ViTForImageClassification,
+        ViTImageProcessor,
+    )
 
     d = tmp_path_factory.mktemp("models")
     torch.manual_seed(0)
@@ -50,11 +59,11 @@ def tiny_models(tmp_path_factory):
     vocab = write_clip_tokenizer(d / "clip")
     CLIPTokenizer(str(d / "clip" / "vocab.json"), str(d / "clip" / "merges.txt")).save_pretrained(d / "clip")
     clip = CLIPModel(CLIPConfig(
-        text_config=dict(vocab_size=vocab, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, max_position_embeddings=64, projection_dim=8,
-                         bos_token_id=vocab - 2, eos_token_id=vocab - 1, pad_token_id=vocab - 1),
-        vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-                           image_size=32, patch_size=16, projection_dim=8),
+        text_config={"vocab_size": vocab, "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
+                         "num_attention_heads": 2, "max_position_embeddings": 64, "projection_dim": 8,
+                         "bos_token_id": vocab - 2, "eos_token_id": vocab - 1, "pad_token_id": vocab - 1},
+        vision_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+                           "image_size": 32, "patch_size": 16, "projection_dim": 8},
         projection_dim=8))
     clip.save_pretrained(d / "clip")
     return d

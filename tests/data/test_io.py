@@ -1,9 +1,16 @@
-import numpy as np
 import pytest
 import torch
 
 from av_lightning.data.clips import ClipRecord, ClipSpec, clip_start, load_clip
-from av_lightning.data.io import MediaError, choose_bucket, probe, read_audio, read_frames, target_size, write_video
+from av_lightning.data.io import (
+    MediaError,
+    choose_bucket,
+    probe,
+    read_audio,
+    read_frames,
+    target_size,
+    write_video,
+)
 from tests.data.av_media_helpers import write_clip, write_wav
 
 
