@@ -2,7 +2,6 @@
 
 import lightning.pytorch as pl
 import pytest
-import torch
 
 from av_lightning.data.datamodules import AudioSetDrumsDataModule
 from tests.conftest import tiny_module
