@@ -12,7 +12,7 @@ from tests.data.av_media_helpers import make_official_dataset
 def test_fit_from_files_and_from_cache(tmp_path):
     rows = [(f"d{i}", 0, "drums", "train" if i < 4 else "test") for i in range(5)]
     make_official_dataset(tmp_path / "data", rows, csv_name="audioset_drums.csv", seconds=1.5)
-    args = dict(num_frames=4, fps=4.0, size=8, batch_size=2, num_workers=0, val_size=0, train_starts=1)
+    args = {"num_frames": 4, "fps": 4.0, "size": 8, "batch_size": 2, "num_workers": 0, "val_size": 0, "train_starts": 1}
     losses = {}
 
     class FirstLoss(pl.Callback):
