@@ -43,6 +43,12 @@ def cli_main(args: Optional[list[str]] = None, run: bool = True) -> AVLightningC
     )
 
 
+def lightning_main() -> int:
+    """The ``lightning`` console script: LightningCLI only (exit status 0 on success)."""
+    cli_main()
+    return 0
+
+
 def _usage() -> str:
     cmds = "\n".join(f"  av-lightning {c} --help" for c in COMMANDS)
     return ("usage: av-lightning {fit,validate,test,predict} --config CONFIG.yaml [...]\n"
