@@ -8,7 +8,7 @@ import pytest
 import torch
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+torch.set_num_threads(1)  # tests run beside each other and beside subprocesses: one thread each
 
 
 def tiny_backbone(pixel_space: bool = True, prediction_type: str = "epsilon", sample_size: int = 8, **kw):

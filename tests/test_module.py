@@ -15,29 +15,46 @@ def test_only_mapper_and_pool_train(module):
     assert f > t
 
 
-def test_loss_falls_on_fixed_batch_and_lr_zero_leaves_it(batch):
-    g = torch.Generator().manual_seed(0)
-    noise = torch.randn(2, 3, 4, 8, 8, generator=g)
-    t = torch.tensor([300, 600])
+def test_loss_falls_on_fixed_batch_and_lr_zero_leaves_it():
+    """50 adapter steps on one fixed batch (fixed noise and timestep) against the shipped toy backbone.
+
+    A trained backbone is used because only a UNet whose output depends on its prompt lets the
+    adapter move the loss; with a random one the attainable change is a few percent.
+    """
+    from importlib.resources import files
+
+    from av_lightning.backbones.diffusers_t2v import DiffusersT2V
+    from av_lightning.data.toyworld import toy_clip
+    from av_lightning.encoders.mel import MelEncoder
+    from av_lightning.module import AudioToVideo
+    from av_lightning.tempo import AttentivePool, AudioMapper, TempoTokens
+
+    clip = toy_clip(1)
+    batch = {"frames": clip["frames"][None, :6], "audio": clip["audio"][None, :16000], "label": [clip["label"]]}
+    noise = torch.randn(1, 3, 6, 16, 16, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([400])
 
     def run(lr):
-        m = tiny_module(lr=lr)
-        m.tokens.pool.dropout.p = 0.0
+        torch.manual_seed(0)
+        backbone = DiffusersT2V(pretrained=str(files("av_lightning") / "assets/toy_backbone"))
+        d = backbone.text_width
+        m = AudioToVideo(backbone, MelEncoder(n_mels=16, frame_rate=50.0), AudioMapper(16, 48, d),
+                         TempoTokens(n_scales=2, pool=AttentivePool(d, 24, dropout=0.0)), num_frames=6, fps=6.0,
+                         audio_prompt="a <audio>", l1_weight=0.0, optimizer=lambda p: torch.optim.AdamW(p, lr=lr))
         opt = m.configure_optimizers()
-        first = last = None
-        for step in range(50):
+        first = None
+        for _ in range(50):
             loss = m.diffusion_loss(batch, noise=noise, timesteps=t)["loss"]
             first = loss.item() if first is None else first
             opt.zero_grad()
             loss.backward()
             opt.step()
-            last = loss.item()
-        final = m.diffusion_loss(batch, noise=noise, timesteps=t)["loss"].item()
-        return first, final
+        return first, m.diffusion_loss(batch, noise=noise, timesteps=t)["loss"].item()
 
     first, final = run(1e-2)
     assert final <= 0.95 * first, (first, final)
     first0, final0 = run(0.0)
+    assert first0 == first
     assert final0 == pytest.approx(first0, rel=1e-6)
 
 
@@ -57,7 +74,7 @@ def test_adapter_file_holds_only_trainable_and_reload_is_exact(tmp_path, batch):
 
     keys = set(load_file(tmp_path / "adapter.safetensors"))
     assert keys == set(m.trainable_state_dict()) and all(k.startswith(("mapper.", "tokens.")) for k in keys)
-    m2 = tiny_module(seed=1)
+    m2 = tiny_module(seed=0)  # the same frozen backbone, the adapter as initialised
     m.eval(), m2.eval()
     assert not torch.equal(m.audio_tokens(batch), m2.audio_tokens(batch))
     m2.load_adapter(tmp_path / "adapter.safetensors")
