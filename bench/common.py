@@ -32,6 +32,27 @@ def time_it(fn: Callable[[], object], device: torch.device, warmup: int = 1, rep
     return statistics.median(times)
 
 
+def time_interleaved(fns: dict[str, Callable[[], object]], device: torch.device, warmup: int = 1,
+                     repeat: int = 5) -> dict[str, float]:
+    """Median wall seconds of each function, timed in alternating rounds.
+
+    Alternating (a, b, a, b, ...) instead of (a, a, ..., b, b, ...) keeps a ratio fair when the
+    machine's load drifts during the run.
+    """
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    sync(device)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            sync(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
 def reset_peak(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

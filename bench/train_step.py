@@ -17,7 +17,7 @@ import argparse
 
 import torch
 
-from bench.common import machine, peak_gib, report, reset_peak, table, time_it
+from bench.common import machine, peak_gib, report, reset_peak, table, time_interleaved
 
 
 def build(frames: int, fps: float, size: int, seed: int = 0):
@@ -72,14 +72,12 @@ def measure(model, raw: dict, cached: dict, device, repeat: int) -> list[list]:
             opt.step()
         return run
 
-    rows = []
-    for name, fn in (("floor: UNet fwd+bwd, text conditioning", floor), ("adapter step, cached features", step(cached)),
-                     ("adapter step, from frames + audio", step(raw))):
-        reset_peak(device)
-        sec = time_it(fn, device, warmup=1, repeat=repeat)
-        rows.append([name, 1.0 / sec, sec, peak_gib(device)])
-    base = rows[0][2]
-    return [[r[0], round(r[1], 3), round(r[2] / base, 3), round(r[3], 2)] for r in rows]
+    fns = {"floor: UNet fwd+bwd, text conditioning": floor, "adapter step, cached features": step(cached),
+           "adapter step, from frames + audio": step(raw)}
+    reset_peak(device)
+    times = time_interleaved(fns, device, warmup=1, repeat=repeat)
+    base = times["floor: UNet fwd+bwd, text conditioning"]
+    return [[name, round(1.0 / sec, 3), round(sec / base, 3)] for name, sec in times.items()], peak_gib(device)
 
 
 def main(argv=None) -> None:
@@ -96,12 +94,13 @@ def main(argv=None) -> None:
     model = build(a.frames, a.fps, a.size).to(device)
     model.train()
     raw, cached = batch_for(model, a.batch, a.frames, a.fps, a.size, device)
-    rows = measure(model, raw, cached, device, a.repeat)
+    rows, peak = measure(model, raw, cached, device, a.repeat)
     body = (f"Machine: {machine(device)}. Tiny latent backbone (UNet3D 32/64, VAE 16/32), batch {a.batch}, "
             f"{a.frames} frames of {a.size}×{a.size}, mel encoder, K = {model.tokens.num_tokens} tokens per frame. "
-            "Median of the timed repeats after one warm-up; ratio = step time / floor time. "
-            "Peak memory is the process's peak RSS on the CPU, allocated GPU memory on a GPU.\n\n"
-            + table(["step", "steps/s", "ratio to floor", "peak memory (GiB)"], rows))
+            "Median of the timed repeats (the three steps alternate, round after round) after one warm-up; "
+            f"ratio = step time / floor time. Peak memory of the whole run: {peak:.2f} GiB "
+            "(peak RSS on the CPU, allocated memory on a GPU).\n\n"
+            + table(["step", "steps/s", "ratio to floor"], rows))
     report(a.out, "Training step against the frozen UNet's forward + backward", body)
 
 
