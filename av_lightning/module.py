@@ -329,14 +329,12 @@ class AudioToVideo(pl.LightningModule):
             self._save_videos(videos, batch, batch_idx)
 
     def on_test_epoch_end(self) -> None:
-        for metric in self.metrics:
-            value = metric.compute()
-            name = type(metric).__name__
-            items = value.items() if isinstance(value, dict) else [(name, value)]
-            for key, v in items:
-                if torch.is_tensor(v) and v.numel() == 1:
-                    self.log(f"test/{key}", v.float(), sync_dist=False)
-            metric.reset()
+        from av_lightning.evaluate import compute_metrics
+
+        # A key two metrics share (AV-Align paper + reference) gets the index appended: logged
+        # twice, Lightning would silently report the mean of the two values.
+        for key, v in compute_metrics(self.metrics).items():
+            self.log(f"test/{key}", v.float(), sync_dist=False)
 
     def _save_videos(self, videos: torch.Tensor, batch: dict, batch_idx: int) -> None:
         from av_lightning.data.io import write_video
