@@ -34,7 +34,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from av_lightning.data.io import MediaError, MediaInfo, Size, probe, read_audio, read_frames
+from av_lightning.data.io import MediaError, Size, probe, read_audio, read_frames
 
 #: AAC streams may end a few ms early; read_audio zero-pads up to this much (seconds).
 _AUDIO_SLACK = 0.025
@@ -177,16 +177,16 @@ class VideoFolderDataModule(pl.LightningDataModule):
                 return f"{what} file has no video stream"
             if info.video_duration is not None and info.video_duration + 1e-3 < need:
                 return f"{what} video shorter than {self.num_frames} frames"
-            self._sizes[what].setdefault(info.size, path)
+            self._sizes[(what, clip.name)] = info.size
         if clip.audio is not None:
             try:
-                info: MediaInfo = probe(clip.audio)
+                ainfo = probe(clip.audio)
             except MediaError:
                 return "audio does not decode"
-            if not info.has_audio:
+            if not ainfo.has_audio:
                 where = "fake or real mp4" if clip.real is not None else "mp4"
                 return f"no audio (no NAME.wav and no audio stream in the {where})"
-            if info.audio_duration is not None and info.audio_duration + _AUDIO_SLACK < need:
+            if ainfo.audio_duration is not None and ainfo.audio_duration + _AUDIO_SLACK < need:
                 return "audio shorter than the clip"
         return None
 
@@ -195,7 +195,7 @@ class VideoFolderDataModule(pl.LightningDataModule):
             return
         candidates = self._candidates()
         need = self.num_frames / self.fps
-        self._sizes: dict[str, dict] = {"fake": {}, "real": {}}
+        self._sizes: dict[tuple[str, str], tuple[int, int]] = {}  # (fake|real, name) -> (H, W)
         with ThreadPoolExecutor(max(1, self.hparams.num_workers)) as pool:
             candidates = list(pool.map(self._with_mp4_audio, candidates))
             problems = list(pool.map(lambda c: self._problem(c, need), candidates))
@@ -203,11 +203,7 @@ class VideoFolderDataModule(pl.LightningDataModule):
         self.clips = [c for c, p in zip(candidates, problems) if p is None]
         self.skipped = [(c.name, p) for c, p in zip(candidates, problems) if p is not None]
         if self.size is None:
-            for what, sizes in self._sizes.items():
-                if len(sizes) > 1:
-                    (s1, f1), (s2, f2) = list(sizes.items())[:2]
-                    raise ValueError(f"{what} videos differ in size ({f1}: {s1}, {f2}: {s2}); set "
-                                     "--data.init_args.size (e.g. 256) so that clips can be batched")
+            self._check_sizes()
         if self.skipped:
             counts = Counter(reason for _, reason in self.skipped)
             parts = ", ".join(f"{n} {reason}" for reason, n in counts.most_common())
@@ -216,6 +212,18 @@ class VideoFolderDataModule(pl.LightningDataModule):
                            f"{self.fake_dir}: {parts} (first: {first})")
         if not self.clips:
             raise RuntimeError(f"no usable clip in {self.fake_dir}: all {self.listed} were skipped ({self.skipped[:3]} ...)")
+
+    def _check_sizes(self) -> None:
+        """With ``size=None`` every kept clip must have one size per side, or batches cannot form."""
+        for what in ("fake", "real"):
+            seen: dict[tuple[int, int], str] = {}
+            for c in self.clips:
+                if (what, c.name) in self._sizes:
+                    seen.setdefault(self._sizes[(what, c.name)], c.name)
+            if len(seen) > 1:
+                (s1, n1), (s2, n2) = list(seen.items())[:2]
+                raise ValueError(f"{what} videos differ in size ({n1}.mp4: {s1}, {n2}.mp4: {s2}); set "
+                                 "--data.init_args.size (e.g. 256) so that clips can be batched")
 
     def _with_mp4_audio(self, clip: FolderClip) -> FolderClip:
         """Without a wav, prefer the fake mp4's own audio, else the real mp4's."""

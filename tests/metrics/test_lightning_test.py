@@ -141,3 +141,14 @@ def test_fvd_of_a_folder_against_itself_is_zero(video_folder, tmp_path):
                enable_model_summary=False, default_root_dir=tmp_path).test(model, datamodule=dm)
     assert abs(model.results["FVD"]) < 1e-6
     assert "| FVD |" in (tmp_path / "fvd.md").read_text()
+
+
+def test_folder_of_mixed_sizes_needs_a_size(tmp_path):
+    videos, _ = av_batch(seeds=(0,))
+    write_video(tmp_path / "a.mp4", videos[0, :FRAMES], FPS)
+    write_video(tmp_path / "b.mp4", videos[0, :FRAMES, :, ::2, ::2], FPS)
+    with pytest.raises(ValueError, match="differ in size"):
+        VideoFolderDataModule(str(tmp_path), num_frames=FRAMES, fps=FPS, audio=False).setup("test")
+    dm = VideoFolderDataModule(str(tmp_path), num_frames=FRAMES, fps=FPS, audio=False, size=32, batch_size=2)
+    dm.setup("test")
+    assert next(iter(dm.test_dataloader()))["fake"].shape == (2, FRAMES, 3, 32, 32)
