@@ -7,8 +7,8 @@ import resource
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -89,3 +89,19 @@ def report(path: str | None, title: str, body: str) -> str:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(text)
     return text
+
+
+def unet_floor(backbone, x0: torch.Tensor, text: torch.Tensor) -> Callable[[], None]:
+    """The floor of a training step: the frozen UNet's forward + backward with plain text
+    conditioning ``(B, N, d)`` (the gradient taken with respect to it, so backward runs through
+    the UNet), on latents ``x0`` of the adapter's shapes."""
+    sched = backbone.train_scheduler
+
+    def run() -> None:
+        cond = text.detach().clone().requires_grad_()
+        t = torch.randint(0, sched.config.num_train_timesteps, (x0.shape[0],), device=x0.device)
+        noise = torch.randn_like(x0)
+        pred = backbone.denoise(sched.add_noise(x0, noise, t), t, cond)
+        torch.nn.functional.mse_loss(pred, noise).backward()
+
+    return run

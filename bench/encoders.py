@@ -20,28 +20,9 @@ from pathlib import Path
 import torch
 
 from av_lightning.encoders import BEATsEncoder, MelEncoder
+from av_lightning.encoders.beats import PAPER_CHECKPOINT_CFG
 
-# the cfg of BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt (random weights: timing only)
-FULL_BEATS = {
-    "input_patch_size": 16,
-    "embed_dim": 512,
-    "conv_bias": False,
-    "encoder_layers": 12,
-    "encoder_embed_dim": 768,
-    "encoder_ffn_embed_dim": 3072,
-    "encoder_attention_heads": 12,
-    "activation_fn": "gelu",
-    "layer_norm_first": False,
-    "deep_norm": True,
-    "conv_pos": 128,
-    "conv_pos_groups": 16,
-    "relative_position_embedding": True,
-    "num_buckets": 320,
-    "max_distance": 800,
-    "gru_rel_pos": True,
-    "finetuned_model": True,
-    "predictor_class": 527,
-}
+FULL_BEATS = dict(PAPER_CHECKPOINT_CFG)
 
 
 def measure(encoder, audio: torch.Tensor, repeats: int) -> dict:

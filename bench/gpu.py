@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from bench.common import machine, peak_gib, report, reset_peak, sync, table, time_it
+from bench.common import machine, peak_gib, report, reset_peak, sync, table, time_it, unet_floor
 
 BEATS_LAYERS, BEATS_WIDTH, BEATS_RATE = 12, 768, 6.25
 
@@ -48,9 +48,9 @@ def build(smoke: bool, device: torch.device):
     if smoke:
         cfg = tiny_configs(pixel_space=False)
         cfg.pop("vae")
-        parts, hidden = dict(unet=cfg["unet"], text_encoder=cfg["text_encoder"]), 64
+        parts, hidden = {"unet": cfg["unet"], "text_encoder": cfg["text_encoder"]}, 64
     else:
-        parts, hidden = dict(unet=ZEROSCOPE_UNET, text_encoder=ZEROSCOPE_TEXT, tokenizer_max_length=77), 2304
+        parts, hidden = {"unet": ZEROSCOPE_UNET, "text_encoder": ZEROSCOPE_TEXT, "tokenizer_max_length": 77}, 2304
     dtype = "bfloat16" if device.type == "cuda" else "float32"
     with device:
         backbone = DiffusersT2V(**parts, vae=None, dtype=dtype, gradient_checkpointing=True)
@@ -70,21 +70,15 @@ def cached_batch(model, batch: int, latent: int, device) -> dict:
 
 def train_rows(model, device, latent: int, repeat: int) -> list[list]:
     opt = model.configure_optimizers()
-    sched = model.backbone.train_scheduler
     rows = []
     for B in (1, 2):
         batch = cached_batch(model, B, latent, device)
         x0 = batch["latents"]
         text = model.backbone.encode_text(batch["label"]).detach()
 
-        def floor():
-            cond = text.clone().requires_grad_()
-            t = torch.randint(0, 1000, (B,), device=device)
-            noise = torch.randn_like(x0)
-            pred = model.backbone.denoise(sched.add_noise(x0, noise, t), t, cond)
-            torch.nn.functional.mse_loss(pred, noise).backward()
+        floor = unet_floor(model.backbone, x0, text)
 
-        def step():
+        def step(batch=batch):
             loss = model.diffusion_loss(batch)["loss"]
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -17,7 +17,7 @@ import argparse
 
 import torch
 
-from bench.common import machine, peak_gib, report, reset_peak, table, time_interleaved
+from bench.common import machine, peak_gib, report, reset_peak, table, time_interleaved, unet_floor
 
 
 def build(frames: int, fps: float, size: int, seed: int = 0):
@@ -50,19 +50,12 @@ def batch_for(model, batch: int, frames: int, fps: float, size: int, device) -> 
     return raw, cached
 
 
-def measure(model, raw: dict, cached: dict, device, repeat: int) -> list[list]:
+def measure(model, raw: dict, cached: dict, device, repeat: int) -> tuple[list[list], float]:
     opt = model.configure_optimizers()
-    sched = model.backbone.train_scheduler
     x0 = cached["latents"]
-    B = x0.shape[0]
     text = model.backbone.encode_text(raw["label"]).detach()
 
-    def floor():
-        cond = text.clone().requires_grad_()
-        t = torch.randint(0, 1000, (B,), device=device)
-        noise = torch.randn_like(x0)
-        pred = model.backbone.denoise(sched.add_noise(x0, noise, t), t, cond)
-        torch.nn.functional.mse_loss(pred, noise).backward()
+    floor = unet_floor(model.backbone, x0, text)
 
     def step(batch):
         def run():

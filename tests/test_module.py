@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from tests.conftest import tiny_batch, tiny_module
+from tests.conftest import tiny_module
 
 
 def test_only_mapper_and_pool_train(module):

@@ -50,6 +50,28 @@ HOP_SAMPLES = 160  # 10 ms kaldi frame shift
 FBANK_MEAN = 15.41663
 FBANK_STD = 6.55582
 CHECKPOINT_NAME = "BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt"
+# The cfg stored in BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt (the paper's encoder): used to
+# build random full-size models for benchmarks and tests; real checkpoints always bring their own.
+PAPER_CHECKPOINT_CFG = {
+    "input_patch_size": 16,
+    "embed_dim": 512,
+    "conv_bias": False,
+    "encoder_layers": 12,
+    "encoder_embed_dim": 768,
+    "encoder_ffn_embed_dim": 3072,
+    "encoder_attention_heads": 12,
+    "activation_fn": "gelu",
+    "layer_norm_first": False,
+    "deep_norm": True,
+    "conv_pos": 128,
+    "conv_pos_groups": 16,
+    "relative_position_embedding": True,
+    "num_buckets": 320,
+    "max_distance": 800,
+    "gru_rel_pos": True,
+    "finetuned_model": True,
+    "predictor_class": 527,
+}
 
 # cfg keys that only matter for training (dropouts, layer drop, gradient tricks): accepted, unused.
 _TRAINING_ONLY_KEYS = {

@@ -3,6 +3,8 @@
 import pytest
 import torch
 
+from av_lightning.encoders.beats import PAPER_CHECKPOINT_CFG
+
 SMALL_BEATS = {
     "input_patch_size": 16,
     "embed_dim": 24,
@@ -24,27 +26,7 @@ SMALL_BEATS = {
     "predictor_class": 527,
 }
 
-# the cfg printed in the header of the reference listing of BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt
-FULL_BEATS = {
-    "input_patch_size": 16,
-    "embed_dim": 512,
-    "conv_bias": False,
-    "encoder_layers": 12,
-    "encoder_embed_dim": 768,
-    "encoder_ffn_embed_dim": 3072,
-    "encoder_attention_heads": 12,
-    "activation_fn": "gelu",
-    "layer_norm_first": False,
-    "deep_norm": True,
-    "conv_pos": 128,
-    "conv_pos_groups": 16,
-    "relative_position_embedding": True,
-    "num_buckets": 320,
-    "max_distance": 800,
-    "gru_rel_pos": True,
-    "finetuned_model": True,
-    "predictor_class": 527,
-}
+FULL_BEATS = dict(PAPER_CHECKPOINT_CFG)
 
 
 def _noise(batch: int, seconds: float, seed: int = 0) -> torch.Tensor:

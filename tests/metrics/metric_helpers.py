@@ -65,20 +65,6 @@ def av_batch(
     return torch.stack(videos), torch.stack(audio)
 
 
-def _byte_chars() -> list[str]:
-    """GPT-2/CLIP byte-to-unicode table: one printable character per byte value."""
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-    keep += list(range(ord("®"), ord("ÿ") + 1))
-    chars, extra = [], 0
-    for b in range(256):
-        if b in keep:
-            chars.append(chr(b))
-        else:
-            chars.append(chr(256 + extra))
-            extra += 1
-    return chars
-
-
 def make_clip_dir(path: Path, seed: int = 0) -> Path:
     """A tiny random CLIP (model, byte-level tokenizer with no merges, image processor) saved
     to ``path``, loadable offline with ``from_pretrained(path)``."""
@@ -86,7 +72,9 @@ def make_clip_dir(path: Path, seed: int = 0) -> Path:
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    chars = _byte_chars()
+    from av_lightning.backbones.tiny import byte_alphabet
+
+    chars = byte_alphabet()
     tokens = chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
     vocab = {t: i for i, t in enumerate(tokens)}
     (path / "vocab.json").write_text(json.dumps(vocab))
