@@ -81,8 +81,11 @@ def main(argv=None) -> None:
     p.add_argument("--fps", type=float, default=8.0)
     p.add_argument("--size", type=int, default=32)
     p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--out", default="docs/results/train_step.md")
     a = p.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
     device = torch.device(a.device)
     model = build(a.frames, a.fps, a.size).to(device)
     model.train()

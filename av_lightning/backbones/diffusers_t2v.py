@@ -229,9 +229,11 @@ class DiffusersT2V(nn.Module):
         B, F, K, d = tokens.shape
         if len(templates) != B:
             raise ValueError(f"got {len(templates)} prompt templates for a batch of {B}")
-        ids = self.injector.tokenize([self.injector.expand(t) for t in templates]).to(tokens.device)
-        ids = ids.repeat_interleave(F, dim=0)  # (B·F, N), row b·F + f
-        states = self.injector.encode(ids, tokens.reshape(B * F, K, d).to(self.frozen_dtype))
+        ids, mask = (torch.stack(x) for x in zip(*(self.injector.template_ids(t) for t in templates)))
+        # (B·F, N), row b·F + f; one host-to-device copy each
+        ids = ids.to(tokens.device, non_blocking=True).repeat_interleave(F, dim=0)
+        mask = mask.to(tokens.device, non_blocking=True).repeat_interleave(F, dim=0)
+        states = self.injector.encode(ids, tokens.reshape(B * F, K, d).to(self.frozen_dtype), mask=mask)
         return states.unflatten(0, (B, F))
 
     # -- denoiser ---------------------------------------------------------------------------------

@@ -55,6 +55,7 @@ class PromptInjector:
             embedding = text_encoder.get_input_embeddings()
         embedding.weight.requires_grad_(False)
         self._pending: Optional[tuple[torch.Tensor, torch.Tensor]] = None
+        self._template_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self._handle = embedding.register_forward_hook(self._replace_rows)
 
     # -- tokenisation -------------------------------------------------------------------------
@@ -110,12 +111,29 @@ class PromptInjector:
         finally:
             self._pending = None
 
-    def encode(self, input_ids: torch.Tensor, tokens: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def template_ids(self, template: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids ``(L,)`` and placeholder mask ``(L,)`` of a template, tokenised and checked once.
+
+        Training asks for the same few templates every step; caching them on the CPU keeps the
+        tokenizer and the mask's consistency checks (a device sync each) out of the step.
+        """
+        cached = self._template_cache.get(template)
+        if cached is None:
+            ids = self.tokenize([self.expand(template)])
+            cached = (ids[0], self.placeholder_mask(ids)[0])
+            if len(self._template_cache) >= 4096:
+                self._template_cache.clear()
+            self._template_cache[template] = cached
+        return cached
+
+    def encode(self, input_ids: torch.Tensor, tokens: Optional[torch.Tensor] = None,
+               mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Run the text encoder, injecting ``tokens`` at the placeholder positions.
 
         Args:
             input_ids: ``(N, L)`` from :meth:`tokenize`.
             tokens: ``(N, K, d)`` audio tokens, or None for a plain prompt.
+            mask: ``(N, L)`` placeholder mask when already known (from :meth:`template_ids`).
 
         Returns:
             ``(N, L, d)`` last hidden state.
@@ -127,7 +145,8 @@ class PromptInjector:
             raise ValueError(
                 f"expected tokens of shape ({input_ids.shape[0]}, {self.num_tokens}, d), got {tuple(tokens.shape)}"
             )
-        mask = self.placeholder_mask(input_ids)
+        if mask is None:
+            mask = self.placeholder_mask(input_ids)
         with self.injecting(mask, tokens):
             return self.text_encoder(input_ids=input_ids).last_hidden_state
 
