@@ -37,10 +37,12 @@ tiny: $(STAMP) ## one minute smoke run of the whole method on tiny random parts
 ablation: $(STAMP) ## the paper's ablations (Tables 2-4) on CONFIG (default: the toy world)
 	$(PY) -m av_lightning.toy.ablation --config $(CONFIG)
 
-bench: $(STAMP) ## CPU benchmarks; tables go to docs/results/
-	$(PY) bench/train_step.py
-	$(PY) bench/sample.py
-	$(PY) bench/av_align.py
+bench: $(STAMP) ## benchmarks (CPU; bench/gpu.py runs where a GPU is); tables go to docs/results/
+	$(PY) -m bench.train_step --threads 1
+	$(PY) -m bench.sample --threads 1
+	$(PY) -m bench.prompt_tokens
+	$(PY) -m bench.av_align
+	$(PY) -m bench.gpu
 
 lint: $(STAMP) ## ruff
 	$(PY) -m ruff check av_lightning tests bench

@@ -82,7 +82,10 @@ def table(header: list[str], rows: list[list]) -> str:
 
 def report(path: str | None, title: str, body: str) -> str:
     """Print a results page and write it to ``path`` (markdown) with the command that made it."""
-    command = " ".join([Path(sys.executable).name, *sys.argv])
+    script = Path(sys.argv[0])
+    if script.is_absolute() and script.is_relative_to(Path.cwd()):
+        script = script.relative_to(Path.cwd())
+    command = " ".join(["python", str(script), *sys.argv[1:]])
     text = f"# {title}\n\nCommand: `{command}`\n\n{body}\n"
     print(text)
     if path:
