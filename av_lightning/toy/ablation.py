@@ -61,7 +61,7 @@ def run_one(base: str, overlay: Path, name: str, args, log_root: str) -> dict:
         over.append(f"--model.init_args.backbone.init_args.pretrained={backbone_path()}")
     configs = ["--config", base, "--config", str(overlay)]
     t0 = time.time()
-    cli = cli_main(["fit", *configs, *over], run=False)
+    cli = cli_main([*configs, *over], run=False)
     model, data, trainer = cli.model, cli.datamodule, cli.trainer
     mode = model.hparams.conditioning
     if mode in ("audio", "text+audio"):
@@ -94,7 +94,7 @@ def plot(rows: list[dict], path: Path) -> Path:
     bar_w, label_w, row_h = 300, 130, 22
     img = Image.new("RGB", (label_w + bar_w + 70, 30 + row_h * len(rows) + 10), "white")
     d = ImageDraw.Draw(img)
-    d.text((4, 4), "AV-Align (blue), class accuracy (orange), 0..1", fill="black")
+    d.text((4, 4), "AV-Align (blue, value at right) and class accuracy (orange), scale 0..1", fill="black")
     for i, r in enumerate(rows):
         y = 30 + i * row_h
         d.text((4, y + 4), r["label"], fill="black")
@@ -129,7 +129,7 @@ def write_report(rows: list[dict], args, base: str, started: str, load0: str, re
         lines.append(f"| {r['table']} | {r['label']} | `{r['overlay']}` | {fmt(r['av_align'])} | {r['av_align_empty']} |"
                      f"{probe} {r['steps']} | {r['train_s']} | {r['sample_s']} |")
     status = ("all overlays finished" if not pending else
-              f"**partial**: not run (time ran out): {', '.join(f'`{p}`' for p in pending)}")
+              f"**partial**: not run (the sweep stopped before them): {', '.join(f'`{p}`' for p in pending)}")
     argv = " ".join(args.argv)
     report.write_text(f"""# Ablations (paper Tables 2-4)
 
@@ -159,8 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--overlays", default=str(REPO / "configs/ablation"), help="folder of overlays")
     p.add_argument("--only", nargs="+", default=None, help="overlay names to run (default: all, paper order)")
     p.add_argument("--max-steps", type=int, default=40, help="training steps per run")
-    p.add_argument("--max-time", type=float, default=1.5, help="training minutes per run")
-    p.add_argument("--num-test", type=int, default=24, help="test clips per run")
+    p.add_argument("--max-time", type=float, default=1.0, help="training minutes per run")
+    p.add_argument("--num-test", type=int, default=16, help="test clips per run")
     p.add_argument("--sample-steps", type=int, default=8, help="DDIM steps")
     p.add_argument("--guidance", type=float, default=5.0, help="CFG scale")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
