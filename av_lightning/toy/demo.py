@@ -183,7 +183,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     t_total = time.time() - t0
     load1 = load_average()
 
-    results_dir = REPO / "docs/results"
+    # the contact sheet goes beside the report (docs/results by default), else beside the mp4 files
+    results_dir = Path(args.report).parent if args.report else Path(args.samples)
+    results_dir.mkdir(parents=True, exist_ok=True)
     sheet = write_sheet([c for i in range(4) for c in (clips["frames"][i], results["text"]["videos"][i],
                                                        results["audio"]["videos"][i])],
                         results_dir / "toy_contact_sheet.png")
