@@ -47,11 +47,14 @@ bench: $(STAMP) ## benchmarks (CPU; bench/gpu.py runs where a GPU is); tables go
 lint: $(STAMP) ## ruff
 	$(PY) -m ruff check av_lightning tests bench
 
-toy-world: $(STAMP) ## write the toy world's clips to data/toy
-	$(PY) -m av_lightning.data.toyworld --root data/toy
+toy-world: $(STAMP) ## write the toy world (512 train + 64 test clips) to data/toy and check its ground truth
+	$(PY) -m av_lightning.data.toyworld --root data/toy --train 512 --test 64
+	$(PY) -m av_lightning.toy.check_world --root data/toy --split test --mode paper
 
-toy-backbone: $(STAMP) ## train the shipped toy text-to-video backbone (resumable; hours on a CPU)
-	$(PY) -m av_lightning.toy.train_backbone --out av_lightning/assets/toy_backbone --resume
+toy-backbone: $(STAMP) ## train the toy text-to-video backbone into runs/toy_backbone (resumable; GPU minutes, CPU hours)
+	$(PY) -m av_lightning.toy.train_backbone --config configs/toy_backbone.yaml --out runs/toy_backbone --resume \
+	    --steps 20000 --bf16 --eval --report runs/toy_backbone/gate.md
+	@echo "backbone: runs/toy_backbone (copy it over av_lightning/assets/toy_backbone, without train_state.pt, to ship it)"
 
 clean: ## remove runs and caches (keeps .venv)
 	rm -rf runs .pytest_cache
