@@ -52,6 +52,9 @@ class AudioToVideo(pl.LightningModule):
             replaced by the clip's class, the placeholder by the K audio tokens.
         placeholder: the placeholder string in templates.
         l1_weight: λ of the L1 penalty on the tokens.
+        timestep_range: train on timesteps drawn uniformly from this fraction of the schedule,
+            e.g. ``[0.3, 1.0]`` to skip the low-noise steps where the prompt barely matters
+            (None: the whole schedule, as the paper).
         num_frames / fps / sample_rate: the clip geometry (linked from the data by the CLI).
         steps / guidance_scale / scheduler / seed: sampling settings for previews and tests.
         metrics: metrics updated in ``test_step`` (each has ``update_from_clips``).
@@ -75,6 +78,7 @@ class AudioToVideo(pl.LightningModule):
         text_audio_prompt: str = "A video of <audio> {label}",
         placeholder: str = "<audio>",
         l1_weight: float = 0.01,
+        timestep_range: Optional[tuple[float, float]] = None,
         num_frames: int = 24,
         fps: float = 24.0,
         sample_rate: int = 16000,
@@ -240,7 +244,10 @@ class AudioToVideo(pl.LightningModule):
         if noise is None:
             noise = torch.randn(x0.shape, generator=generator, device="cpu" if generator else x0.device).to(x0)
         if timesteps is None:
-            timesteps = torch.randint(0, sched.config.num_train_timesteps, (B,), generator=generator,
+            T = sched.config.num_train_timesteps
+            lo, hi = (0, T) if self.hparams.timestep_range is None else (
+                int(self.hparams.timestep_range[0] * T), max(int(self.hparams.timestep_range[1] * T), 1))
+            timesteps = torch.randint(lo, hi, (B,), generator=generator,
                                       device="cpu" if generator else x0.device).to(x0.device)
         noisy = sched.add_noise(x0, noise, timesteps)
         if sched.config.prediction_type == "epsilon":
