@@ -17,9 +17,10 @@ Resumable: ``OUT/train_state.pt`` (weights, EMA, optimizer, step, RNG states) is
 ``save_every`` steps, when ``--time-budget`` is spent, and at the end; ``--resume`` continues from
 it up to ``--steps`` in total.
 
-Quality gate (:func:`evaluate_backbone`, ``--eval``): DDIM samples per class prompt, read by the
-analytic probe (:mod:`av_lightning.toy.probe`): the fraction of frames showing one object of
-the prompted class (target >= 0.9) and the jumps per clip against the training data's rate.
+Quality gate (:func:`evaluate_backbone`, ``--eval``): DDIM samples per class prompt (8 steps, the
+toy demo's sampling, guidance 5), read by the analytic probe (:mod:`av_lightning.toy.probe`): the
+fraction of frames showing one object of the prompted class (target >= 0.9) and the jumps per clip
+against the training data's rate; other step counts (``--eval-steps 8 25``) are reported beside it.
 
     python -m av_lightning.toy.train_backbone --config configs/toy_backbone.yaml --out checkpoints/toy_backbone \\
         --device cuda --bf16 --steps 20000 --time-budget 300 --eval --report docs/results/toy_backbone.md
@@ -35,7 +36,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -321,23 +322,33 @@ def sample_backbone(backbone, prompts: Sequence[str], steps: int = 25, guidance_
     return torch.cat(out)
 
 
-def evaluate_backbone(path, n: int = 64, steps: int = 25, guidance_scale: float = 5.0, device: str = "cpu",
-                      seed: int = 0, report: Optional[str] = None, recipe: Optional[dict] = None) -> dict:
+def evaluate_backbone(path, n: int = 64, steps: Union[int, Sequence[int]] = 8, guidance_scale: float = 5.0,
+                      device: str = "cpu", seed: int = 0, report: Optional[str] = None,
+                      recipe: Optional[dict] = None) -> dict:
     """The quality gate: sample ``n`` clips (classes in turn) and probe them.
+
+    Args:
+        steps: DDIM steps of the gate (8, the toy demo's sampling), or a list whose first entry is
+            the gate's and whose others are measured too and reported as ``by_steps`` (how the
+            backbone holds up under other samplers' step counts).
 
     Returns:
         dict with ``coherent_fraction`` (frames showing one object of the prompted class; gate
         >= :data:`TARGET_COHERENT`), ``class_accuracy``, ``jumps_per_clip`` and
-        ``train_jumps_per_clip``, per-class figures, ``clips_with_jumps`` and ``passed``.
-        With ``report``, writes a markdown page there.
+        ``train_jumps_per_clip``, per-class figures, ``clips_with_jumps``, ``by_steps`` and
+        ``passed``. With ``report``, writes a markdown page there.
     """
     from av_lightning.backbones.diffusers_t2v import DiffusersT2V
     from av_lightning.toy.probe import probe_summary, probe_video
 
     t0 = time.time()
+    all_steps = [int(steps)] if isinstance(steps, int) else [int(s) for s in steps]
+    if not all_steps or min(all_steps) < 1:
+        raise ValueError(f"the gate needs one or more positive DDIM step counts, got {steps!r}")
     backbone = DiffusersT2V(pretrained=str(path)).to(device)
     labels = [CLASSES[i % len(CLASSES)] for i in range(n)]
-    videos = sample_backbone(backbone, [class_prompt(c) for c in labels], steps, guidance_scale, seed)
+    prompts = [class_prompt(c) for c in labels]
+    videos = sample_backbone(backbone, prompts, all_steps[0], guidance_scale, seed)
     result = probe_summary(videos, labels)
     result["per_class"] = {c: probe_summary(videos[[i for i, y in enumerate(labels) if y == c]], [c] * labels.count(c))
                            for c in CLASSES}
@@ -348,8 +359,12 @@ def evaluate_backbone(path, n: int = 64, steps: int = 25, guidance_scale: float 
         for j in p.jumps:
             hist[j] += 1
     result["jump_frame_histogram"] = hist.tolist()
+    result["by_steps"] = {all_steps[0]: {k: result[k] for k in ("coherent_fraction", "class_accuracy", "jumps_per_clip")}}
+    for s in all_steps[1:]:
+        other = probe_summary(sample_backbone(backbone, prompts, s, guidance_scale, seed), labels)
+        result["by_steps"][s] = {k: other[k] for k in ("coherent_fraction", "class_accuracy", "jumps_per_clip")}
     result["train_jumps_per_clip"] = training_jump_rate()
-    result.update(n=n, steps=steps, guidance_scale=guidance_scale, seed=seed, seconds=round(time.time() - t0, 1))
+    result.update(n=n, steps=all_steps[0], guidance_scale=guidance_scale, seed=seed, seconds=round(time.time() - t0, 1))
     result["passed"] = result["coherent_fraction"] >= TARGET_COHERENT
     if report:
         write_report(report, path, result, recipe)
@@ -382,6 +397,17 @@ def write_report(report, path, result: dict, recipe: Optional[dict] = None) -> N
     for c, r in result["per_class"].items():
         lines.append(f"| {c} | {r['coherent_fraction']:.3f} | {r['class_accuracy']:.3f} | {r['jumps_per_clip']:.2f} |")
     lines += ["", f"Jump frames (histogram over frames 0..F-1): {result['jump_frame_histogram']}", ""]
+    if len(result.get("by_steps", {})) > 1:
+        lines += [
+            f"The same {result['n']} prompts and seed under other DDIM step counts (guidance {result['guidance_scale']}):",
+            "",
+            "| DDIM steps | one object of the prompted class | class colour | jumps per clip |",
+            "|---|---|---|---|",
+        ]
+        for s, r in result["by_steps"].items():
+            mark = " (the gate)" if int(s) == result["steps"] else ""
+            lines.append(f"| {s}{mark} | {r['coherent_fraction']:.3f} | {r['class_accuracy']:.3f} | {r['jumps_per_clip']:.2f} |")
+        lines.append("")
     if recipe:
         lines += [
             "Training:", "",
@@ -411,7 +437,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     parser.add_argument("--eval", action="store_true", help="run the quality gate after training")
     parser.add_argument("--eval-only", action="store_true", help="only run the quality gate on OUT")
     parser.add_argument("--eval-n", type=int, default=64, help="samples in the gate")
-    parser.add_argument("--eval-steps", type=int, default=25, help="DDIM steps in the gate")
+    parser.add_argument("--eval-steps", type=int, nargs="+", default=[8, 25],
+                        help="DDIM steps in the gate (the first decides it; the toy demo samples with 8), then "
+                             "other step counts to report")
     parser.add_argument("--guidance", type=float, default=5.0, help="CFG scale in the gate")
     parser.add_argument("--report", default=None, help="markdown report of the gate (e.g. docs/results/toy_backbone.md)")
     args = parser.parse_args(argv)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from av_lightning.toy import train_backbone as tb
@@ -58,7 +59,13 @@ def test_time_budget_stops_and_saves(tmp_path):
 def test_quality_gate_runs_and_writes_a_report(tmp_path):
     out = tmp_path / "bb"
     tb.train_backbone(TINY, out, steps=1, device="cpu", log=lambda *a: None)
-    result = tb.evaluate_backbone(out, n=4, steps=2, report=str(tmp_path / "gate.md"))
+    result = tb.evaluate_backbone(out, n=4, steps=[2, 1], report=str(tmp_path / "gate.md"))
     assert 0.0 <= result["coherent_fraction"] <= 1.0 and set(result["per_class"]) == {"drum", "bell", "clap", "bass"}
     assert 1.5 < result["train_jumps_per_clip"] < 2.5
-    assert "quality gate" in (tmp_path / "gate.md").read_text()
+    # the first step count decides the gate; the others are measured beside it
+    assert result["steps"] == 2 and list(result["by_steps"]) == [2, 1]
+    assert result["by_steps"][2]["coherent_fraction"] == result["coherent_fraction"]
+    text = (tmp_path / "gate.md").read_text()
+    assert "quality gate" in text and "| 2 (the gate) |" in text and "| 1 |" in text
+    with pytest.raises(ValueError, match="step counts"):
+        tb.evaluate_backbone(out, n=4, steps=[])
