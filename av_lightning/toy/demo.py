@@ -149,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--config", action="append", default=None, help="LightningCLI YAML (default configs/toy.yaml; repeat to overlay)")
     p.add_argument("--max-steps", type=int, default=None, help="training steps (default: the config's)")
-    p.add_argument("--max-time", type=float, default=7.0, help="training wall-clock limit in minutes")
+    p.add_argument("--max-time", type=float, default=10.0, help="training wall-clock limit in minutes")
     p.add_argument("--num-test", type=int, default=64, help="held-out clips to sample")
     p.add_argument("--sample-steps", type=int, default=8, help="DDIM steps")
     p.add_argument("--guidance", type=float, default=5.0, help="CFG scale")
@@ -203,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 Written by `make demo` (`python -m av_lightning.toy.demo`). The adapter (mel encoder → AudioMapper →
 TempoTokens, `{type(model.tokens).__name__}` windows={model.tokens.windows!r}) was trained against the
-frozen shipped toy backbone (`av_lightning/assets/toy_backbone`, text-only gate 0.71, see
+frozen shipped toy backbone (`av_lightning/assets/toy_backbone`, its text-only quality gate in
 [toy_backbone.md](toy_backbone.md)); {len(clips['id'])} held-out test clips were sampled once per condition
 with DDIM {args.sample_steps} steps, guidance {args.guidance} (none for the unconditional baseline), seed {args.seed}.
 
@@ -221,6 +221,10 @@ with DDIM {args.sample_steps} steps, guidance {args.guidance} (none for the unco
 
 Contact sheet: for 4 test clips, rows ground truth / text-only / adapter (12 frames each, ×4).
 mp4 files with their audio (GT and each condition, ×8): `{args.samples}/` (not committed).
+
+Whether per-frame tokens can move this backbone's motion at all, measured with oracle tokens built
+from the ground-truth events: [toy_controllability.md](toy_controllability.md). Earlier
+configurations and what each changed: [toy_history.md](toy_history.md).
 
 ## Run
 
