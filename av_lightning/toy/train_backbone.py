@@ -6,7 +6,9 @@ VAE) plus a tiny ``CLIPTextModel`` with the character tokenizer of
 text-to-video model is: one class prompt per video (``"a drum"``, with a few phrasings), 10 %
 empty prompts for classifier-free guidance, and **no per-frame conditioning**: the text says what
 is seen, never when it moves, so the events the backbone draws are its own random choice. Timing
-has to come from the adapter's per-frame tokens.
+has to come from the adapter's per-frame tokens. ``--captions count`` adds captions that also say how
+many times the object jumps (still one caption per clip), and ``--init DIR`` fine-tunes a saved
+backbone, e.g. the shipped one, with them.
 
 Clips come from :func:`av_lightning.data.toyworld.toy_batch`, drawn on the training device (an
 infinite stream, no files). The saved weights are the EMA weights, written in the diffusers
@@ -42,13 +44,16 @@ import numpy as np
 import torch
 import yaml
 
-from av_lightning.data.toyworld import CLASSES, toy_batch
+from av_lightning.data.toyworld import CLASSES, MAX_EVENTS, toy_batch
 from av_lightning.data.toyworld import prompt as class_prompt
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "toy_backbone.yaml"
 TRAIN_DEFAULTS = dict(batch_size=128, lr=5e-4, text_lr=5e-4, weight_decay=0.01, warmup_steps=200, ema_decay=0.999,
                       uncond_prob=0.1, grad_clip=1.0, save_every=500, log_every=50, seed=0,
-                      templates=["a {}", "{}", "a video of a {}"])
+                      templates=["a {}", "{}", "a video of a {}"], captions="class", count_prob=0.5)
+#: words for the number of events in ``captions: count`` mode (``"a drum jumping twice"``)
+COUNT_WORDS = ("once", "twice", "three times")
+CAPTION_MODES = ("class", "count")
 TARGET_COHERENT = 0.9
 STATE_FILE = "train_state.pt"
 
@@ -64,6 +69,8 @@ def load_config(path) -> dict:
     if missing:
         raise ValueError(f"{path}: missing section(s) {missing}")
     cfg["train"] = {**TRAIN_DEFAULTS, **(cfg.get("train") or {})}
+    if cfg["train"]["captions"] not in CAPTION_MODES:
+        raise ValueError(f"{path}: train.captions must be one of {CAPTION_MODES}, got {cfg['train']['captions']!r}")
     cfg.setdefault("tokenizer_max_length", 48)
     return cfg
 
@@ -83,17 +90,45 @@ def build_parts(cfg: dict):
     return unet, text_encoder, tokenizer, scheduler
 
 
-def prompt_table(tokenizer, templates: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token ids of every (class, phrasing) prompt plus the empty prompt.
+def caption_texts(templates: Sequence[str], captions: str = "class") -> list[str]:
+    """Every training caption, in the row order of :func:`prompt_table`, plus ``""`` last.
 
-    Returns:
-        ``ids`` ``(4 * T + 1, N)`` (row ``c * T + k`` = class c, template k; the last row is
-        ``""``) and ``T`` as a tensor.
+    ``class``: row ``c * T + k`` is class c in template k. ``count`` appends, after those, row
+    ``4 * T + (c * MAX_EVENTS + n - 1) * T + k``: class c jumping n times (``"a drum jumping twice"``).
     """
-    prompts = [t.format(c) for c in CLASSES for t in templates] + [""]
+    if captions not in CAPTION_MODES:
+        raise ValueError(f"captions must be one of {CAPTION_MODES}, got {captions!r}")
+    texts = [t.format(c) for c in CLASSES for t in templates]
+    if captions == "count":
+        texts += [t.format(f"{c} jumping {COUNT_WORDS[n]}") for c in CLASSES for n in range(MAX_EVENTS)
+                  for t in templates]
+    return texts + [""]
+
+
+def prompt_table(tokenizer, templates: Sequence[str], captions: str = "class") -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids of every caption of :func:`caption_texts` (the empty prompt last) and ``T`` as a tensor."""
+    prompts = caption_texts(templates, captions)
     ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
                     return_tensors="pt").input_ids
     return ids, torch.tensor(len(templates))
+
+
+def caption_rows(label: torch.Tensor, events: torch.Tensor, T: int, captions: str, count_prob: float,
+                 gen: torch.Generator) -> torch.Tensor:
+    """Rows of :func:`prompt_table` for a batch: a random phrasing of each clip's caption.
+
+    In ``count`` mode a clip gets the caption with its number of events with probability
+    ``count_prob``, else the plain class caption (so ``a {class}`` stays in the training prompts).
+    """
+    B = label.shape[0]
+    k = torch.randint(T, (B,), generator=gen, device=label.device)
+    rows = label * T + k
+    if captions == "count":
+        n = events.sum(dim=1).clamp(1, MAX_EVENTS) - 1
+        counted = len(CLASSES) * T + (label * MAX_EVENTS + n) * T + k
+        use = torch.rand(B, generator=gen, device=label.device) < count_prob
+        rows = torch.where(use, counted, rows)
+    return rows
 
 
 class EMA:
@@ -121,6 +156,24 @@ class EMA:
     def copy_to(self, params: Sequence[torch.nn.Parameter]) -> None:
         for p, s in zip(params, self.shadow):
             p.copy_(s.to(p.dtype))
+
+
+def load_initial_weights(path, unet, text_encoder) -> None:
+    """Copy a saved backbone's UNet and text-encoder weights into the freshly built parts."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    for name, module, file in (("unet", unet, "diffusion_pytorch_model.safetensors"),
+                               ("text_encoder", text_encoder, "model.safetensors")):
+        f = path / name / file
+        if not f.is_file():
+            raise FileNotFoundError(f"--init {path}: {f} not found; give a backbone folder in the diffusers layout "
+                                    "(e.g. av_lightning/assets/toy_backbone)")
+        try:
+            module.load_state_dict(load_file(str(f)))
+        except RuntimeError as err:
+            raise ValueError(f"--init {path}: the {name} weights do not fit this recipe's shapes; use the recipe "
+                             f"that made them ({path / 'recipe.json'})") from err
 
 
 def export_backbone(cfg: dict, unet, text_encoder, ema: Optional[EMA], out) -> Path:
@@ -159,7 +212,8 @@ def _save_state(path: Path, **state) -> None:
 
 
 def train_backbone(cfg: dict, out, steps: int, device: str = "cpu", resume: bool = False,
-                   time_budget: Optional[float] = None, bf16: bool = False, log=print) -> dict:
+                   time_budget: Optional[float] = None, bf16: bool = False, log=print,
+                   init: Optional[str] = None) -> dict:
     """Train (or continue training) the toy backbone; returns a summary dict.
 
     Args:
@@ -171,6 +225,9 @@ def train_backbone(cfg: dict, out, steps: int, device: str = "cpu", resume: bool
         time_budget: seconds of training after which the run saves and stops.
         bf16: bfloat16 autocast (CUDA).
         log: print function.
+        init: a saved backbone folder (diffusers layout, same recipe shapes) whose weights start a
+            new run, e.g. the shipped backbone for a fine-tune with other captions; ignored when
+            resuming.
     """
     start_time = time.time()
     tc = cfg["train"]
@@ -185,7 +242,10 @@ def train_backbone(cfg: dict, out, steps: int, device: str = "cpu", resume: bool
     unet, text_encoder, tokenizer, scheduler = build_parts(cfg)
     unet.to(dev).train()
     text_encoder.to(dev).train()
-    ids, n_templates = prompt_table(tokenizer, tc["templates"])
+    if init is not None and not (resume and (out / STATE_FILE).is_file()):
+        load_initial_weights(init, unet, text_encoder)
+        log(f"initial weights from {init}")
+    ids, n_templates = prompt_table(tokenizer, tc["templates"], tc["captions"])
     ids = ids.to(dev)
     T = int(n_templates)
     params = list(unet.parameters()) + list(text_encoder.parameters())
@@ -236,7 +296,7 @@ def train_backbone(cfg: dict, out, steps: int, device: str = "cpu", resume: bool
             g["lr"] = lr * lr_scale
         batch = toy_batch(B, gen)
         x0 = batch["frames"].permute(0, 2, 1, 3, 4).float() / 127.5 - 1.0  # (B, 3, F, H, W)
-        rows = batch["label"] * T + torch.randint(T, (B,), generator=gen, device=dev)
+        rows = caption_rows(batch["label"], batch["events"], T, tc["captions"], tc["count_prob"], gen)
         drop = torch.rand(B, generator=gen, device=dev) < tc["uncond_prob"]
         rows = torch.where(drop, torch.full_like(rows, ids.shape[0] - 1), rows)
         noise = torch.randn(x0.shape, generator=gen, device=dev)
@@ -245,7 +305,7 @@ def train_backbone(cfg: dict, out, steps: int, device: str = "cpu", resume: bool
         noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
         target = noise if prediction == "epsilon" else a.sqrt() * noise - (1 - a).sqrt() * x0
         with autocast:
-            # every prompt once (13 rows), then gathered: no host sync, cheap
+            # every caption once (13 rows, 49 with counts), then gathered: no host sync, cheap
             states = text_encoder(input_ids=ids).last_hidden_state[rows]
             pred = unet(noisy, t, encoder_hidden_states=states).sample
         loss = torch.nn.functional.mse_loss(pred.float(), target)
@@ -281,7 +341,7 @@ def train_backbone(cfg: dict, out, steps: int, device: str = "cpu", resume: bool
         "first_loss": losses[0] if losses else float("nan"), "loss_curve": losses,
         "seconds": round(elapsed, 1), "seconds_per_step": round(elapsed / max(1, step - first_step), 4),
         "unet_parameters": n_unet, "text_encoder_parameters": n_text, "config": cfg,
-        "torch": torch.__version__,
+        "torch": torch.__version__, "init": str(init) if init else None,
     }
     (out / "recipe.json").write_text(json.dumps(summary, indent=2))
     log(f"saved the EMA backbone to {out} after {step} steps ({stopped}); final loss {final:.4f}; "
@@ -428,6 +488,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     parser.add_argument("--out", required=True, help="output folder: backbone, train_state.pt, recipe.json")
     parser.add_argument("--steps", type=int, default=20000, help="total optimizer steps")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/train_state.pt")
+    parser.add_argument("--init", default=None, help="start a new run from a saved backbone's weights (fine-tuning)")
+    parser.add_argument("--captions", choices=CAPTION_MODES, default=None,
+                        help="override train.captions: 'class' (a drum) or 'count' (a drum jumping twice, half the time)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--time-budget", type=float, default=None, help="seconds of training, then save and stop")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CUDA)")
@@ -449,9 +512,12 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
             cfg["train"][key] = value
     if args.lr is not None:
         cfg["train"]["lr"] = cfg["train"]["text_lr"] = args.lr
+    if args.captions is not None:
+        cfg["train"]["captions"] = args.captions
     recipe = None
     if not args.eval_only:
-        recipe = train_backbone(cfg, args.out, args.steps, args.device, args.resume, args.time_budget, args.bf16)
+        recipe = train_backbone(cfg, args.out, args.steps, args.device, args.resume, args.time_budget, args.bf16,
+                                init=args.init)
     elif (Path(args.out) / "recipe.json").is_file():
         recipe = json.loads((Path(args.out) / "recipe.json").read_text())
     result = {}

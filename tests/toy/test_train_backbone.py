@@ -69,3 +69,48 @@ def test_quality_gate_runs_and_writes_a_report(tmp_path):
     assert "quality gate" in text and "| 2 (the gate) |" in text and "| 1 |" in text
     with pytest.raises(ValueError, match="step counts"):
         tb.evaluate_backbone(out, n=4, steps=[])
+
+
+def test_count_captions_name_each_clips_class_and_events():
+    from av_lightning.backbones.tiny import char_tokenizer
+    from av_lightning.data.toyworld import CLASSES
+
+    templates = ["a {}", "{}"]
+    texts = tb.caption_texts(templates, "count")
+    assert texts[:8] == tb.caption_texts(templates, "class")[:8] and texts[-1] == ""
+    assert len(texts) == 4 * 2 + 4 * 3 * 2 + 1
+    ids, T = tb.prompt_table(char_tokenizer(48), templates, "count")
+    assert ids.shape[0] == len(texts) and int(T) == 2
+    g = torch.Generator().manual_seed(0)
+    batch = tb.toy_batch(64, g)
+    rows = tb.caption_rows(batch["label"], batch["events"], 2, "count", 1.0, g)
+    for r, y, ev in zip(rows.tolist(), batch["label"].tolist(), batch["events"]):
+        n = int(ev.sum())
+        assert texts[r] in (f"a {CLASSES[y]} jumping {tb.COUNT_WORDS[n - 1]}", f"{CLASSES[y]} jumping {tb.COUNT_WORDS[n - 1]}")
+    plain = tb.caption_rows(batch["label"], batch["events"], 2, "count", 0.0, g)
+    assert all(texts[r] in (f"a {CLASSES[y]}", CLASSES[y]) for r, y in zip(plain.tolist(), batch["label"].tolist()))
+    with pytest.raises(ValueError, match="captions"):
+        tb.caption_texts(templates, "timing")
+
+
+def test_init_from_a_saved_backbone_and_count_captions(tmp_path):
+    from av_lightning.backbones.diffusers_t2v import DiffusersT2V
+
+    first = tmp_path / "first"
+    tb.train_backbone(TINY, first, steps=1, device="cpu", log=lambda *a: None)
+    count = {**TINY, "train": {**TINY["train"], "captions": "count"}}
+    # zero steps from --init: the exported weights are the initial ones
+    again = tmp_path / "again"
+    s = tb.train_backbone(count, again, steps=0, device="cpu", init=str(first), log=lambda *a: None)
+    assert s["init"] == str(first)
+    a, b = DiffusersT2V(pretrained=str(first)), DiffusersT2V(pretrained=str(again))
+    assert all(torch.equal(p, q) for p, q in zip(a.unet.parameters(), b.unet.parameters()))
+    assert all(torch.equal(p, q) for p, q in zip(a.text_encoder.parameters(), b.text_encoder.parameters()))
+    # and a fine-tune with count captions trains
+    s = tb.train_backbone(count, tmp_path / "tuned", steps=2, device="cpu", init=str(first), log=lambda *a: None)
+    assert s["steps"] == 2 and s["final_loss"] > 0
+    wider = {**TINY, "unet": {**TINY["unet"], "block_out_channels": [16, 48]}}
+    with pytest.raises(ValueError, match="do not fit"):
+        tb.train_backbone(wider, tmp_path / "bad", steps=0, device="cpu", init=str(first), log=lambda *a: None)
+    with pytest.raises(FileNotFoundError, match="diffusers layout"):
+        tb.train_backbone(TINY, tmp_path / "bad2", steps=0, device="cpu", init=str(tmp_path / "nowhere"), log=lambda *a: None)
