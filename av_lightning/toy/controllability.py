@@ -24,6 +24,7 @@ Command line (writes a markdown report)::
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 from typing import Literal, Optional, Sequence
@@ -95,9 +96,7 @@ def train_oracle(backbone, mode: Mode = "class+state", steps: int = 300, batch_s
     torch.manual_seed(seed)
     scale = float(backbone.text_encoder.get_input_embeddings().weight.std())
     oracle = OracleTokens(backbone.text_width, mode, state_tokens, scale)
-    backbone.add_placeholder(PLACEHOLDER, oracle.num_tokens)
-    for p in backbone.parameters():
-        p.requires_grad_(False)
+    backbone.add_placeholder(PLACEHOLDER, oracle.num_tokens)  # the backbone itself is frozen by DiffusersT2V
     opt = torch.optim.AdamW(oracle.parameters(), lr=lr, weight_decay=0.0)
     sched = backbone.train_scheduler
     T = sched.config.num_train_timesteps
@@ -250,7 +249,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
           f"{result['event_precision']:.3f} (chance {result['chance_precision']:.3f}), class accuracy "
           f"{result['class_accuracy']:.3f}; sensitivity {sensitivity}; {seconds:.0f} s", flush=True)
     if args.report:
-        shown = " ".join(argv) if argv is not None else " ".join(__import__("sys").argv[1:])
+        shown = " ".join(argv if argv is not None else sys.argv[1:])
         settings = dict(vars(args), argv=shown, final_loss=float(np.mean(losses[-50:])) if losses else float("nan"))
         write_report(args.report, path if args.backbone else "av_lightning/assets/toy_backbone", result, settings,
                      sensitivity, seconds)

@@ -159,18 +159,19 @@ class EMA:
 
 
 def load_initial_weights(path, unet, text_encoder) -> None:
-    """Copy a saved backbone's UNet and text-encoder weights into the freshly built parts."""
-    from safetensors.torch import load_file
+    """Copy a saved backbone's UNet and text-encoder weights (loaded as a :class:`DiffusersT2V`)
+    into the freshly built parts."""
+    from av_lightning.backbones.diffusers_t2v import DiffusersT2V
 
     path = Path(path)
-    for name, module, file in (("unet", unet, "diffusion_pytorch_model.safetensors"),
-                               ("text_encoder", text_encoder, "model.safetensors")):
-        f = path / name / file
-        if not f.is_file():
-            raise FileNotFoundError(f"--init {path}: {f} not found; give a backbone folder in the diffusers layout "
-                                    "(e.g. av_lightning/assets/toy_backbone)")
+    missing = [name for name in ("unet", "text_encoder") if not (path / name).is_dir()]
+    if missing:
+        raise FileNotFoundError(f"--init {path}: no {' or '.join(missing)} folder; give a backbone folder in the "
+                                "diffusers layout (e.g. av_lightning/assets/toy_backbone)")
+    saved = DiffusersT2V(pretrained=str(path))
+    for name, module, source in (("unet", unet, saved.unet), ("text_encoder", text_encoder, saved.text_encoder)):
         try:
-            module.load_state_dict(load_file(str(f)))
+            module.load_state_dict(source.state_dict())
         except RuntimeError as err:
             raise ValueError(f"--init {path}: the {name} weights do not fit this recipe's shapes; use the recipe "
                              f"that made them ({path / 'recipe.json'})") from err
@@ -419,10 +420,11 @@ def evaluate_backbone(path, n: int = 64, steps: Union[int, Sequence[int]] = 8, g
         for j in p.jumps:
             hist[j] += 1
     result["jump_frame_histogram"] = hist.tolist()
-    result["by_steps"] = {all_steps[0]: {k: result[k] for k in ("coherent_fraction", "class_accuracy", "jumps_per_clip")}}
+    figures = ("coherent_fraction", "class_accuracy", "jumps_per_clip")
+    result["by_steps"] = {all_steps[0]: {k: result[k] for k in figures}}
     for s in all_steps[1:]:
         other = probe_summary(sample_backbone(backbone, prompts, s, guidance_scale, seed), labels)
-        result["by_steps"][s] = {k: other[k] for k in ("coherent_fraction", "class_accuracy", "jumps_per_clip")}
+        result["by_steps"][s] = {k: other[k] for k in figures}
     result["train_jumps_per_clip"] = training_jump_rate()
     result.update(n=n, steps=all_steps[0], guidance_scale=guidance_scale, seed=seed, seconds=round(time.time() - t0, 1))
     result["passed"] = result["coherent_fraction"] >= TARGET_COHERENT
