@@ -19,7 +19,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torch.nn import functional as F
 
-from av_lightning.backbones.diffusers_t2v import DiffusersT2V
+from av_lightning.backbones.base import VideoBackbone
 from av_lightning.encoders.base import AudioEncoder
 from av_lightning.pipeline import make_scheduler, sample
 from av_lightning.tempo import AudioMapper, TempoTokens
@@ -68,7 +68,7 @@ class AudioToVideo(pl.LightningModule):
 
     def __init__(
         self,
-        backbone: DiffusersT2V,
+        backbone: VideoBackbone,
         encoder: AudioEncoder,
         mapper: AudioMapper,
         tokens: TempoTokens,
@@ -239,26 +239,10 @@ class AudioToVideo(pl.LightningModule):
         """Denoising loss + λ·mean|tokens| on one batch (noise and timesteps may be fixed)."""
         self.check_batch(batch)
         x0 = self.latents(batch)
-        sched = self.backbone.train_scheduler
-        B = x0.shape[0]
-        if noise is None:
-            noise = torch.randn(x0.shape, generator=generator, device="cpu" if generator else x0.device).to(x0)
-        if timesteps is None:
-            T = sched.config.num_train_timesteps
-            lo, hi = (0, T) if self.hparams.timestep_range is None else (
-                int(self.hparams.timestep_range[0] * T), max(int(self.hparams.timestep_range[1] * T), 1))
-            timesteps = torch.randint(lo, hi, (B,), generator=generator,
-                                      device="cpu" if generator else x0.device).to(x0.device)
-        noisy = sched.add_noise(x0, noise, timesteps)
-        if sched.config.prediction_type == "epsilon":
-            target = noise
-        elif sched.config.prediction_type == "v_prediction":
-            target = sched.get_velocity(x0, noise, timesteps)
-        else:
-            raise ValueError(f"unsupported prediction_type {sched.config.prediction_type!r}")
+        ex = self.backbone.objective.example(x0, generator, self.hparams.timestep_range, noise, timesteps)
         cond, tokens = self.conditioning(batch)
-        pred = self.backbone.denoise(noisy, timesteps, cond)
-        mse = F.mse_loss(pred, target)
+        pred = self.backbone.denoise(ex.noisy, ex.timesteps, cond)
+        mse = F.mse_loss(pred, ex.target)
         l1 = tokens.abs().mean() if tokens is not None else pred.new_zeros(())
         return {"loss": mse + self.hparams.l1_weight * l1, "mse": mse, "l1": l1}
 

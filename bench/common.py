@@ -98,13 +98,12 @@ def unet_floor(backbone, x0: torch.Tensor, text: torch.Tensor) -> Callable[[], N
     """The floor of a training step: the frozen UNet's forward + backward with plain text
     conditioning ``(B, N, d)`` (the gradient taken with respect to it, so backward runs through
     the UNet), on latents ``x0`` of the adapter's shapes."""
-    sched = backbone.train_scheduler
+    objective = backbone.objective
 
     def run() -> None:
         cond = text.detach().clone().requires_grad_()
-        t = torch.randint(0, sched.config.num_train_timesteps, (x0.shape[0],), device=x0.device)
-        noise = torch.randn_like(x0)
-        pred = backbone.denoise(sched.add_noise(x0, noise, t), t, cond)
-        torch.nn.functional.mse_loss(pred, noise).backward()
+        ex = objective.example(x0)
+        pred = backbone.denoise(ex.noisy, ex.timesteps, cond)
+        torch.nn.functional.mse_loss(pred, ex.target).backward()
 
     return run

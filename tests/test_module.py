@@ -141,13 +141,13 @@ def test_sampler_matches_plain_ddim_loop_without_guidance():
 def test_timestep_range_limits_training_timesteps(batch):
     m = tiny_module(timestep_range=(0.5, 1.0))
     seen = []
-    add_noise = m.backbone.train_scheduler.add_noise
+    add_noise = m.backbone.objective.add_noise
 
     def spy(x0, noise, t):
         seen.append(t.clone())
         return add_noise(x0, noise, t)
 
-    m.backbone.train_scheduler.add_noise = spy
+    m.backbone.objective.add_noise = spy
     for seed in range(5):
         m.diffusion_loss(batch, generator=torch.Generator().manual_seed(seed))
     t = torch.cat(seen)

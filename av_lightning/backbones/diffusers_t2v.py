@@ -19,7 +19,9 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from av_lightning.backbones.base import VideoBackbone
 from av_lightning.backbones.frame_attention import FRAME_KWARG, install_frame_attention
+from av_lightning.backbones.objective import DDPMObjective
 from av_lightning.backbones.prompt import PromptInjector
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -42,7 +44,7 @@ def _checkpointed(forward, *args, **kwargs):
     return forward(*args, **kwargs)
 
 
-class DiffusersT2V(nn.Module):
+class DiffusersT2V(VideoBackbone):
     """A frozen diffusers text-to-video model with per-frame prompt conditioning.
 
     Args:
@@ -103,7 +105,7 @@ class DiffusersT2V(nn.Module):
             self.vae = AutoencoderKL(**vae) if vae is not None else None
             sched_config = dict(TINY_SCHEDULER, **(scheduler or {}))
         self.scheduler_config = dict(sched_config)
-        self.train_scheduler = DDPMScheduler.from_config(self.scheduler_config)
+        self.objective = DDPMObjective(self.scheduler_config)
         self._check_widths()
 
         frozen_dtype = DTYPES[dtype]
@@ -145,6 +147,17 @@ class DiffusersT2V(nn.Module):
         if self.vae is None:
             return 1
         return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def default_size(self) -> tuple[int, int]:
+        size = self.unet.config.sample_size * self.spatial_factor
+        return (size, size)
+
+    def make_scheduler(self, name: Optional[str] = None):
+        """A diffusers sampler on this model's noise schedule (default DDIM; :data:`~av_lightning.pipeline.SCHEDULERS`)."""
+        from av_lightning.pipeline import make_scheduler
+
+        return make_scheduler(self.scheduler_config, name or "ddim")
 
     @property
     def frozen_dtype(self) -> torch.dtype:

@@ -98,21 +98,16 @@ def train_oracle(backbone, mode: Mode = "class+state", steps: int = 300, batch_s
     oracle = OracleTokens(backbone.text_width, mode, state_tokens, scale)
     backbone.add_placeholder(PLACEHOLDER, oracle.num_tokens)  # the backbone itself is frozen by DiffusersT2V
     opt = torch.optim.AdamW(oracle.parameters(), lr=lr, weight_decay=0.0)
-    sched = backbone.train_scheduler
-    T = sched.config.num_train_timesteps
-    lo, hi = int(timestep_range[0] * T), max(int(timestep_range[1] * T), 1)
+    objective = backbone.objective
     g = torch.Generator().manual_seed(seed + 1)
     losses: list[float] = []
     t0 = time.time()
     for step in range(steps):
         batch = toy_batch(batch_size, g)
         x0 = backbone.encode_frames(batch["frames"])
-        noise = torch.randn(x0.shape, generator=g)
-        t = torch.randint(lo, hi, (batch_size,), generator=g)
-        noisy = sched.add_noise(x0, noise, t)
-        target = noise if sched.config.prediction_type == "epsilon" else sched.get_velocity(x0, noise, t)
+        ex = objective.example(x0, g, timestep_range)
         cond = backbone.encode_frame_prompts(oracle.templates(batch["label"]), oracle(batch["label"], batch["events"]))
-        loss = F.mse_loss(backbone.denoise(noisy, t, cond), target)
+        loss = F.mse_loss(backbone.denoise(ex.noisy, ex.timesteps, cond), ex.target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
