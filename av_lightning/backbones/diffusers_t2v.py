@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Literal, Optional, Sequence
 
 import torch
-from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from av_lightning.backbones.base import VideoBackbone
