@@ -17,3 +17,22 @@ class SaveAdapterPerRank(pl.Callback):
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         os.makedirs(self.out_dir, exist_ok=True)
         torch.save(pl_module.trainable_state_dict(), os.path.join(self.out_dir, f"rank{trainer.global_rank}.pt"))
+
+
+class _CreatesFile:
+    """Unpickling this object creates ``path``: the payload of a malicious checkpoint."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def write_malicious_pickle(path, marker, payload: dict | None = None) -> None:
+    """Write a ``torch.save`` file at ``path`` whose unpickling would create the file ``marker``.
+
+    ``payload`` is saved beside the trap (e.g. a plausible ``state_dict``), so a loader that looks
+    for its usual keys would find them; a safe loader must refuse the file before ``marker`` exists.
+    """
+    torch.save({**(payload or {}), "trap": _CreatesFile(os.fspath(marker))}, os.fspath(path))
