@@ -1,38 +1,31 @@
-"""BEATs audio encoder (Chen et al. 2022, "BEATs: Audio Pre-Training with Acoustic Tokenizers").
+"""BEATs audio encoder plugin (Chen et al. 2022, "BEATs: Audio Pre-Training with Acoustic Tokenizers").
 
-Written for this project from the paper and public descriptions (ESPnet's
-``espnet2/asr/encoder/beats_encoder.py``); the module tree reproduces the state-dict keys of the
-authors' checkpoints (``{'cfg': dict, 'model': state_dict}``), so a released file such as
-``BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt`` loads as is.
+Owns :class:`BEATsEncoder`, the frozen BEATs as an :class:`~av_lightning.encoders.base.AudioEncoder`:
+input checks, long audio in windows on one patch grid, ``time_shifts`` (interleaved shifted copies
+for a finer time axis), raw patch tokens for the official mapper, and AudioSet labels. It is also
+the public import path of the BEATs names defined in the modules it builds on:
 
-Pipeline, for a 16 kHz waveform:
+- :mod:`~av_lightning.encoders.beats_features`: kaldi fbank, 128 mel bins, 25 ms frames every
+  10 ms, on the waveform scaled by 2^15, normalised as ``(fbank - 15.41663) / (2 * 6.55582)``:
+  ``(B, N, 128)``, N = 1 + (S - 400) // 160.
+- :mod:`~av_lightning.encoders.beats_model`: 16x16 patches (160 ms x 16 mel bins, ``T = N // 16``
+  time steps x 8 frequency bands, time-major), LayerNorm, Linear 512 -> 768; a weight-normalised
+  grouped Conv1d positional embedding (+ GELU), LayerNorm; ``encoder_layers`` post-LN layers with
+  deep-norm residual scaling and a gated T5-bucket relative position bias; the fine-tuned model's
+  527-way AudioSet predictor.
+- :mod:`~av_lightning.encoders.beats_checkpoint`: reading ``{'cfg': dict, 'model': state_dict}``
+  files such as ``BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt`` safely and strictly.
 
-1. kaldi fbank, 128 mel bins, 25 ms frames every 10 ms, on the waveform scaled by 2^15, normalised
-   as ``(fbank - 15.41663) / (2 * 6.55582)``: ``(B, N, 128)``, N = 1 + (S - 400) // 160.
-2. 16x16 patches (Conv2d, stride 16): 160 ms x 16 mel bins each, ``T = N // 16`` time steps x
-   ``128 / 16 = 8`` frequency bands, flattened time-major, LayerNorm, Linear 512 -> 768.
-3. A weight-normalised grouped Conv1d positional embedding (+ GELU) added to the tokens, LayerNorm.
-4. ``encoder_layers`` post-LN transformer layers with deep-norm residual scaling and a relative
-   position bias (T5 buckets) computed once by the first layer and gated per layer and head by the
-   query (``gru_rel_pos``, as in WavLM).
-5. Fine-tuned checkpoints: a Linear predictor over 527 AudioSet classes, logits averaged over the
-   tokens, then a sigmoid.
-
-Every architectural switch comes from the checkpoint's ``cfg``. Dropout is left out: the encoder is
-a frozen feature extractor and always runs as in eval mode.
+Every architectural switch comes from the checkpoint's ``cfg``.
 """
 
 from __future__ import annotations
 
-import logging
-import math
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-from torchaudio.compliance import kaldi
 
 from av_lightning.encoders.base import (
     AudioEncoder,
@@ -41,447 +34,58 @@ from av_lightning.encoders.base import (
     check_sample_rate,
     check_waveform,
 )
-
-log = logging.getLogger(__name__)
-
-SAMPLE_RATE = 16000
-FRAME_SAMPLES = 400  # 25 ms kaldi frame
-HOP_SAMPLES = 160  # 10 ms kaldi frame shift
-FBANK_MEAN = 15.41663
-FBANK_STD = 6.55582
-CHECKPOINT_NAME = "BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt"
-# The cfg stored in BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt (the paper's encoder): used to
-# build random full-size models for benchmarks and tests; real checkpoints always bring their own.
-PAPER_CHECKPOINT_CFG = {
-    "input_patch_size": 16,
-    "embed_dim": 512,
-    "conv_bias": False,
-    "encoder_layers": 12,
-    "encoder_embed_dim": 768,
-    "encoder_ffn_embed_dim": 3072,
-    "encoder_attention_heads": 12,
-    "activation_fn": "gelu",
-    "layer_norm_first": False,
-    "deep_norm": True,
-    "conv_pos": 128,
-    "conv_pos_groups": 16,
-    "relative_position_embedding": True,
-    "num_buckets": 320,
-    "max_distance": 800,
-    "gru_rel_pos": True,
-    "finetuned_model": True,
-    "predictor_class": 527,
-}
-
-# cfg keys that only matter for training (dropouts, layer drop, gradient tricks): accepted, unused.
-_TRAINING_ONLY_KEYS = {
-    "dropout",
-    "attention_dropout",
-    "activation_dropout",
-    "encoder_layerdrop",
-    "dropout_input",
-    "layer_wise_gradient_decay_ratio",
-    "predictor_dropout",
-}
-
-
-@dataclass
-class BEATsConfig:
-    """Architecture of a BEATs model; defaults are those of the public BEATs code."""
-
-    input_patch_size: int = 16
-    embed_dim: int = 512
-    conv_bias: bool = False
-    encoder_layers: int = 12
-    encoder_embed_dim: int = 768
-    encoder_ffn_embed_dim: int = 3072
-    encoder_attention_heads: int = 12
-    activation_fn: str = "gelu"
-    layer_norm_first: bool = False
-    deep_norm: bool = False
-    conv_pos: int = 128
-    conv_pos_groups: int = 16
-    relative_position_embedding: bool = False
-    num_buckets: int = 320
-    max_distance: int = 1280
-    gru_rel_pos: bool = False
-    finetuned_model: bool = False
-    predictor_class: int = 527
-    num_mel_bins: int = 128
-
-    @classmethod
-    def from_dict(cls, cfg: dict) -> BEATsConfig:
-        """Build from a checkpoint's ``cfg``; training-only keys are ignored, unknown keys logged."""
-        if not isinstance(cfg, dict):
-            raise TypeError(f"expected the BEATs cfg as a dict, got {type(cfg).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(cfg) - known - _TRAINING_ONLY_KEYS)
-        if unknown:
-            log.warning("BEATs cfg keys not used by this implementation: %s", unknown)
-        config = cls(**{k: v for k, v in cfg.items() if k in known})
-        config.validate()
-        return config
-
-    def validate(self) -> None:
-        if self.activation_fn not in _ACTIVATIONS:
-            raise ValueError(
-                f"BEATs cfg activation_fn={self.activation_fn!r} is not supported; expected one of "
-                f"{sorted(_ACTIVATIONS)}"
-            )
-        if self.deep_norm and self.layer_norm_first:
-            raise ValueError(
-                "BEATs cfg: deep_norm requires layer_norm_first=False (post-LN layers)"
-            )
-        if self.encoder_embed_dim % self.encoder_attention_heads:
-            raise ValueError(
-                "BEATs cfg: encoder_embed_dim must be divisible by encoder_attention_heads"
-            )
-        if self.num_mel_bins % self.input_patch_size:
-            raise ValueError("BEATs cfg: num_mel_bins must be a multiple of input_patch_size")
-
-    @property
-    def freq_bands(self) -> int:
-        """Frequency patches per time step (8 for 128 bins, 16x16 patches)."""
-        return self.num_mel_bins // self.input_patch_size
-
-    @property
-    def step_samples(self) -> int:
-        """Samples between consecutive patch time steps (2560 = 160 ms)."""
-        return self.input_patch_size * HOP_SAMPLES
-
-
-def _gelu(x: torch.Tensor) -> torch.Tensor:
-    return F.gelu(x.float()).type_as(x)
-
-
-def _gelu_tanh(x: torch.Tensor) -> torch.Tensor:
-    return F.gelu(x.float(), approximate="tanh").type_as(x)
-
-
-_ACTIVATIONS = {
-    "gelu": _gelu,
-    "gelu_accurate": _gelu_tanh,
-    "gelu_fast": _gelu_tanh,
-    "relu": F.relu,
-    "tanh": torch.tanh,
-    "linear": lambda x: x,
-}
-
-
-# --------------------------------------------------------------------------- timing helpers
-
-
-def num_fbank_frames(num_samples: torch.Tensor | int) -> torch.Tensor | int:
-    """Kaldi frames (25 ms every 10 ms, ``snip_edges``) in ``num_samples`` samples at 16 kHz."""
-    if isinstance(num_samples, torch.Tensor):
-        return torch.where(
-            num_samples >= FRAME_SAMPLES,
-            1 + torch.div(num_samples - FRAME_SAMPLES, HOP_SAMPLES, rounding_mode="floor"),
-            torch.zeros_like(num_samples),
-        )
-    return 0 if num_samples < FRAME_SAMPLES else 1 + (num_samples - FRAME_SAMPLES) // HOP_SAMPLES
-
-
-def num_patch_steps(num_samples: torch.Tensor | int, patch: int = 16) -> torch.Tensor | int:
-    """Patch time steps (each ``patch`` fbank frames) that lie entirely inside ``num_samples``."""
-    frames = num_fbank_frames(num_samples)
-    if isinstance(frames, torch.Tensor):
-        return torch.div(frames, patch, rounding_mode="floor")
-    return frames // patch
-
-
-def beats_fbank(waveform: torch.Tensor, num_mel_bins: int = 128) -> torch.Tensor:
-    """Normalised kaldi fbank of a float waveform in [-1, 1].
-
-    Args:
-        waveform: ``(B, S)`` at 16 kHz.
-    Returns:
-        ``(B, N, num_mel_bins)`` with N = 1 + (S - 400) // 160 frames (10 ms apart).
-    """
-    banks = [
-        kaldi.fbank(
-            w.unsqueeze(0) * 2**15,  # BEATs was trained on int16-scaled input
-            num_mel_bins=num_mel_bins,
-            sample_frequency=SAMPLE_RATE,
-            frame_length=1000 * FRAME_SAMPLES / SAMPLE_RATE,
-            frame_shift=1000 * HOP_SAMPLES / SAMPLE_RATE,
-        )
-        for w in waveform.float()
-    ]
-    return (torch.stack(banks) - FBANK_MEAN) / (2 * FBANK_STD)
-
-
-def relative_position_bucket(
-    relative_position: torch.Tensor, num_buckets: int = 320, max_distance: int = 800
-) -> torch.Tensor:
-    """Bidirectional T5 bucket of ``key - query`` offsets.
-
-    Half of the buckets are for positive offsets; in each half, offsets below a quarter of
-    ``num_buckets`` get their own bucket, larger ones share log-spaced buckets up to
-    ``max_distance``, beyond which everything falls into the last bucket.
-    """
-    half = num_buckets // 2
-    bucket = (relative_position > 0).long() * half
-    distance = relative_position.abs()
-    exact = half // 2
-    # clamp(min=1) keeps log() finite; those entries are taken from the exact branch anyway
-    log_ratio = torch.log(distance.clamp(min=1).float() / exact) / math.log(max_distance / exact)
-    large = (exact + (log_ratio * (half - exact)).long()).clamp(max=half - 1)
-    return bucket + torch.where(distance < exact, distance, large)
-
-
-# --------------------------------------------------------------------------- modules
-
-
-class WeightNormConv1d(nn.Module):
-    """Grouped Conv1d with weight normalisation over every dim but 2 (the kernel position).
-
-    ``weight = weight_g * weight_v / ||weight_v||`` with the norm taken over output and input
-    channels, one norm per kernel tap. Kept as plain parameters so the state-dict keys are the
-    checkpoint's ``weight_g`` (1, 1, K), ``weight_v`` (C, C / groups, K) and ``bias`` (C,).
-    """
-
-    def __init__(self, channels: int, kernel_size: int, groups: int):
-        super().__init__()
-        self.groups = groups
-        self.padding = kernel_size // 2
-        self.weight_g = nn.Parameter(torch.ones(1, 1, kernel_size))
-        self.weight_v = nn.Parameter(torch.randn(channels, channels // groups, kernel_size) * 0.02)
-        self.bias = nn.Parameter(torch.zeros(channels))
-
-    def weight(self) -> torch.Tensor:
-        norm = self.weight_v.norm(dim=(0, 1), keepdim=True)
-        return self.weight_g * self.weight_v / norm
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, C, T)`` -> ``(B, C, T + 1 - K % 2)``."""
-        return F.conv1d(x, self.weight(), self.bias, padding=self.padding, groups=self.groups)
-
-
-class TrimEven(nn.Module):
-    """Drop the extra last step that symmetric padding gives an even kernel ("same" output)."""
-
-    def __init__(self, kernel_size: int):
-        super().__init__()
-        self.remove = 1 if kernel_size % 2 == 0 else 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x[..., : x.shape[-1] - self.remove]
-
-
-class RelPosSelfAttention(nn.Module):
-    """Multi-head self-attention with an optional gated relative position bias."""
-
-    def __init__(self, cfg: BEATsConfig, has_bias_table: bool):
-        super().__init__()
-        d, self.heads = cfg.encoder_embed_dim, cfg.encoder_attention_heads
-        self.head_dim = d // self.heads
-        self.gated = cfg.gru_rel_pos
-        self.num_buckets, self.max_distance = cfg.num_buckets, cfg.max_distance
-        if has_bias_table:
-            self.relative_attention_bias = nn.Embedding(cfg.num_buckets, self.heads)
-        self.k_proj = nn.Linear(d, d)
-        self.v_proj = nn.Linear(d, d)
-        self.q_proj = nn.Linear(d, d)
-        self.out_proj = nn.Linear(d, d)
-        if self.gated:
-            self.grep_linear = nn.Linear(self.head_dim, 8)
-            self.grep_a = nn.Parameter(torch.ones(1, self.heads, 1, 1))
-
-    def position_bias(self, length: int) -> torch.Tensor:
-        """``(H, T, T)`` bias of query i for key j from this layer's bucket table."""
-        pos = torch.arange(length, device=self.relative_attention_bias.weight.device)
-        buckets = relative_position_bucket(
-            pos[None, :] - pos[:, None], self.num_buckets, self.max_distance
-        )
-        return self.relative_attention_bias(buckets).permute(2, 0, 1)
-
-    def forward(
-        self, x: torch.Tensor, key_mask: torch.Tensor | None, bias: torch.Tensor | None
-    ) -> torch.Tensor:
-        """``x`` (B, T, d); ``key_mask`` (B, T) True = attend; ``bias`` (H, T, T) or None."""
-        b, t, d = x.shape
-
-        def heads(y: torch.Tensor) -> torch.Tensor:
-            return y.view(b, t, self.heads, self.head_dim).transpose(1, 2)
-
-        q, k, v = heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x))
-        attn_bias = x.new_zeros(b, 1, 1, t)
-        if key_mask is not None:
-            attn_bias = attn_bias.masked_fill(~key_mask[:, None, None, :], float("-inf"))
-        if bias is not None:
-            if self.gated:
-                # per (query, head) gate from the query itself: 2 sigmoid gates of 4 summed units
-                gate_a, gate_b = torch.sigmoid(
-                    self.grep_linear(q).view(b, self.heads, t, 2, 4).sum(-1)
-                ).chunk(2, dim=-1)
-                bias = (gate_a * (gate_b * self.grep_a - 1.0) + 2.0) * bias
-            attn_bias = attn_bias + bias
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias.to(q.dtype))
-        return self.out_proj(out.transpose(1, 2).reshape(b, t, d))
-
-
-class BEATsLayer(nn.Module):
-    """Transformer layer: post-LN with deep-norm residual scaling (alpha = (2 L)^(1/4)), or pre-LN."""
-
-    def __init__(self, cfg: BEATsConfig, has_bias_table: bool):
-        super().__init__()
-        d = cfg.encoder_embed_dim
-        self.self_attn = RelPosSelfAttention(cfg, has_bias_table)
-        self.self_attn_layer_norm = nn.LayerNorm(d)
-        self.fc1 = nn.Linear(d, cfg.encoder_ffn_embed_dim)
-        self.fc2 = nn.Linear(cfg.encoder_ffn_embed_dim, d)
-        self.final_layer_norm = nn.LayerNorm(d)
-        self.activation = _ACTIVATIONS[cfg.activation_fn]
-        self.pre_norm = cfg.layer_norm_first
-        self.alpha = math.pow(2 * cfg.encoder_layers, 0.25) if cfg.deep_norm else 1.0
-
-    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None, bias: torch.Tensor | None):
-        if self.pre_norm:
-            x = x + self.self_attn(self.self_attn_layer_norm(x), key_mask, bias)
-            return x + self.fc2(self.activation(self.fc1(self.final_layer_norm(x))))
-        x = self.self_attn_layer_norm(x * self.alpha + self.self_attn(x, key_mask, bias))
-        return self.final_layer_norm(x * self.alpha + self.fc2(self.activation(self.fc1(x))))
-
-
-class BEATsTransformer(nn.Module):
-    """Conv positional embedding + transformer layers (``encoder.*`` keys)."""
-
-    def __init__(self, cfg: BEATsConfig):
-        super().__init__()
-        d = cfg.encoder_embed_dim
-        self.pos_conv = nn.Sequential(
-            WeightNormConv1d(d, cfg.conv_pos, cfg.conv_pos_groups),
-            TrimEven(cfg.conv_pos),
-            nn.GELU(),
-        )
-        self.relative = cfg.relative_position_embedding
-        self.layers = nn.ModuleList(
-            BEATsLayer(cfg, self.relative) for _ in range(cfg.encoder_layers)
-        )
-        self.layer_norm = nn.LayerNorm(d)
-        self.pre_norm = cfg.layer_norm_first
-
-    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> list[torch.Tensor]:
-        """``x`` (B, N, d) tokens, ``key_mask`` (B, N) True = real. Returns each layer's (B, N, d)."""
-        if key_mask is not None:
-            x = x * key_mask[..., None]  # padded tokens must not leak into the positional conv
-        x = x + self.pos_conv(x.transpose(1, 2)).transpose(1, 2)
-        if not self.pre_norm:
-            x = self.layer_norm(x)
-        # The bias table of the first layer serves every layer (the checkpoint stores one copy per
-        # layer, all equal); each layer gates it with its own query.
-        bias = self.layers[0].self_attn.position_bias(x.shape[1]) if self.relative else None
-        outputs = []
-        for layer in self.layers:
-            x = layer(x, key_mask, bias)
-            outputs.append(x)
-        if self.pre_norm:
-            outputs[-1] = self.layer_norm(outputs[-1])
-        return outputs
-
-
-class BEATsModel(nn.Module):
-    """The BEATs network with the checkpoint's module tree (keys of ``checkpoint['model']``)."""
-
-    def __init__(self, cfg: BEATsConfig):
-        super().__init__()
-        self.cfg = cfg
-        p = cfg.input_patch_size
-        self.patch_embedding = nn.Conv2d(
-            1, cfg.embed_dim, kernel_size=p, stride=p, bias=cfg.conv_bias
-        )
-        self.layer_norm = nn.LayerNorm(cfg.embed_dim)
-        if cfg.embed_dim != cfg.encoder_embed_dim:
-            self.post_extract_proj = nn.Linear(cfg.embed_dim, cfg.encoder_embed_dim)
-        else:
-            self.post_extract_proj = None
-        self.encoder = BEATsTransformer(cfg)
-        if cfg.finetuned_model:
-            self.predictor = nn.Linear(cfg.encoder_embed_dim, cfg.predictor_class)
-        else:
-            self.predictor = None
-
-    def forward(self, fbank: torch.Tensor, steps: torch.Tensor) -> list[torch.Tensor]:
-        """Hidden states of every layer for normalised fbank frames.
-
-        Args:
-            fbank: ``(B, N, num_mel_bins)`` from :func:`beats_fbank`.
-            steps: ``(B,)`` number of real patch time steps per item (the rest is padding).
-        Returns:
-            ``encoder_layers`` tensors ``(B, T * bands, d)``, tokens in time-major order.
-        """
-        x = self.patch_embedding(fbank.unsqueeze(1))  # (B, E, T, bands)
-        x = self.layer_norm(x.flatten(2).transpose(1, 2))
-        if self.post_extract_proj is not None:
-            x = self.post_extract_proj(x)
-        num_steps = fbank.shape[1] // self.cfg.input_patch_size
-        time_index = torch.arange(num_steps, device=x.device).repeat_interleave(self.cfg.freq_bands)
-        key_mask = time_index[None, :] < steps[:, None]
-        # an item with no real step (a chunk past its end) attends everywhere; its output is dropped
-        key_mask = key_mask | ~key_mask.any(dim=1, keepdim=True)
-        return self.encoder(x, None if bool(key_mask.all()) else key_mask)
-
-
-# --------------------------------------------------------------------------- checkpoint loading
-
-
-def load_beats_checkpoint(path: str | os.PathLike) -> BEATsModel:
-    """Build a :class:`BEATsModel` from a ``{'cfg': dict, 'model': state_dict}`` file.
-
-    Raises with the file name and what was expected when the file is not a BEATs checkpoint or its
-    weights do not match the architecture its cfg describes.
-    """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"BEATs checkpoint {path!r} not found; download {CHECKPOINT_NAME} from the BEATs authors' "
-            "release and set model.encoder.init_args.checkpoint to its local path"
-        )
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(blob, dict) or "cfg" not in blob or "model" not in blob:
-        found = sorted(blob) if isinstance(blob, dict) else type(blob).__name__
-        raise ValueError(
-            f"{path} is not a BEATs checkpoint: expected a dict with keys 'cfg' (architecture) and "
-            f"'model' (state dict) as in {CHECKPOINT_NAME}, found {found}"
-        )
-    with torch.device("meta"):  # no throw-away random init: the checkpoint's tensors are used as is
-        model = BEATsModel(BEATsConfig.from_dict(blob["cfg"]))
-    load_beats_state_dict(model, blob["model"], source=path)
-    return model
-
-
-def load_beats_state_dict(model: BEATsModel, state: dict, source: str = "state dict") -> None:
-    """Load ``state`` strictly, failing with the missing/unexpected/mis-shaped keys listed."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(
-        k for k in set(expected) & set(state) if tuple(state[k].shape) != tuple(expected[k].shape)
-    )
-    if missing or unexpected or wrong:
-
-        def show(keys: list[str]) -> str:
-            return (
-                ", ".join(keys[:8]) + (f" ... ({len(keys)} in all)" if len(keys) > 8 else "")
-                or "none"
-            )
-
-        raise ValueError(
-            f"{source} does not match the BEATs architecture of its cfg: missing keys: {show(missing)}; "
-            f"unexpected keys: {show(unexpected)}; wrong shapes: {show(wrong)}. Expected a BEATs "
-            f"checkpoint such as {CHECKPOINT_NAME}"
-        )
-    model.load_state_dict(state, strict=True, assign=any(p.is_meta for p in model.parameters()))
-    tables = [k for k in state if k.endswith("self_attn.relative_attention_bias.weight")]
-    if any(not torch.equal(state[k], state[tables[0]]) for k in tables[1:]):
-        log.warning(
-            "%s: the per-layer relative position tables differ; BEATs uses the first layer's",
-            source,
-        )
-
-
-# --------------------------------------------------------------------------- the encoder plugin
+from av_lightning.encoders.beats_checkpoint import (
+    CHECKPOINT_NAME,
+    PAPER_CHECKPOINT_CFG,
+    load_beats_checkpoint,
+    load_beats_state_dict,
+    read_checkpoint_file,
+)
+from av_lightning.encoders.beats_features import (
+    FBANK_MEAN,
+    FBANK_STD,
+    FRAME_SAMPLES,
+    HOP_SAMPLES,
+    SAMPLE_RATE,
+    beats_fbank,
+    num_fbank_frames,
+    num_patch_steps,
+)
+from av_lightning.encoders.beats_model import (
+    BEATsConfig,
+    BEATsLayer,
+    BEATsModel,
+    BEATsTransformer,
+    RelPosSelfAttention,
+    TrimEven,
+    WeightNormConv1d,
+    relative_position_bucket,
+)
+
+__all__ = [
+    "CHECKPOINT_NAME",
+    "FBANK_MEAN",
+    "FBANK_STD",
+    "FRAME_SAMPLES",
+    "HOP_SAMPLES",
+    "PAPER_CHECKPOINT_CFG",
+    "SAMPLE_RATE",
+    "BEATsConfig",
+    "BEATsEncoder",
+    "BEATsLayer",
+    "BEATsModel",
+    "BEATsTransformer",
+    "RelPosSelfAttention",
+    "TrimEven",
+    "WeightNormConv1d",
+    "beats_fbank",
+    "load_beats_checkpoint",
+    "load_beats_state_dict",
+    "num_fbank_frames",
+    "num_patch_steps",
+    "read_checkpoint_file",
+    "relative_position_bucket",
+]
 
 
 class BEATsEncoder(AudioEncoder):
