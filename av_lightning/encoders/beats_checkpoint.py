@@ -46,8 +46,8 @@ PAPER_CHECKPOINT_CFG = {
 
 # How to turn a trusted file that pickles other objects into one this loader reads.
 _CONVERT_HINT = (
-    "If the file comes from a source you trust, convert it once in a Python session you trust: "
-    "blob = torch.load(path, weights_only=False); torch.save({'cfg': dict(blob['cfg']), "
+    "convert it once in a Python session you trust: blob = torch.load(path, weights_only=False); "
+    "torch.save({'cfg': dict(blob['cfg']), "
     "'model': {k: v for k, v in blob['model'].items()}}, 'BEATs_converted.pt') "
     "(cfg as a plain dict of numbers, strings and booleans, model as a dict of tensors), then pass "
     "the converted file"
@@ -77,12 +77,14 @@ def read_checkpoint_file(path: str | os.PathLike) -> object:
             raise ValueError(
                 f"{path} cannot be loaded safely: besides tensors it pickles Python objects "
                 f"({reason}), and this project only loads checkpoints with torch.load(weights_only="
-                f"True); nothing in the file was run. {_CONVERT_HINT}"
+                "True); nothing in the file was run. If the file comes from a source you trust, "
+                + _CONVERT_HINT
             ) from None
         raise ValueError(
-            f"{path} is not a readable checkpoint ({reason}): the file is corrupt or not a "
-            f"torch.save file. Download {CHECKPOINT_NAME} again and compare its size with the "
-            "release; a file you trust written another way can be converted: " + _CONVERT_HINT
+            f"{path} is not a readable checkpoint ({reason}): the file is corrupt, not a "
+            "torch.save file, or pickled in a way torch.load(weights_only=True) does not read. "
+            f"Download {CHECKPOINT_NAME} again and compare its size with the release; for a file "
+            "you trust, " + _CONVERT_HINT
         ) from None
     except (RuntimeError, EOFError, KeyError, ValueError, OSError) as err:
         reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'no data'}"
@@ -121,6 +123,12 @@ def load_beats_checkpoint(path: str | os.PathLike) -> BEATsModel:
 
 def load_beats_state_dict(model: BEATsModel, state: dict, source: str = "state dict") -> None:
     """Load ``state`` strictly, failing with the missing/unexpected/mis-shaped keys listed."""
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(
+            f"{source}: 'model' must be a state dict (parameter name -> tensor) as in "
+            f"{CHECKPOINT_NAME}, found {type(state).__name__}"
+            + ("" if not isinstance(state, dict) else " with values that are not all tensors")
+        )
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

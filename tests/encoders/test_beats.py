@@ -16,6 +16,7 @@ from av_lightning.encoders.beats import (
     num_patch_steps,
     relative_position_bucket,
 )
+from tests.helpers import write_malicious_pickle
 
 FIXTURES = Path(__file__).with_name("fixtures")
 
@@ -84,6 +85,50 @@ def test_other_files_are_rejected(tmp_path, blob, words):
     path = tmp_path / "other.pt"
     torch.save(blob, path)
     with pytest.raises(ValueError, match=words):
+        BEATsEncoder.from_checkpoint(path)
+
+
+def test_unsafe_pickle_is_refused_before_it_runs(tmp_path, small_beats_cfg):
+    """A checkpoint whose unpickling would run code: named, explained, and nothing ran."""
+    model = BEATsModel(BEATsConfig.from_dict(small_beats_cfg))
+    path, marker = tmp_path / "BEATs_trap.pt", tmp_path / "marker"
+    write_malicious_pickle(path, marker, {"cfg": small_beats_cfg, "model": model.state_dict()})
+    with pytest.raises(ValueError) as err:
+        BEATsEncoder(checkpoint=str(path))
+    msg = str(err.value)
+    assert str(path) in msg and "cannot be loaded safely" in msg
+    assert "torch.save({'cfg'" in msg  # how to convert a trusted file
+    assert not marker.exists()
+
+
+def _truncated(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _garbage(path: Path) -> None:
+    path.write_bytes(bytes(torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0)).tolist()))
+
+
+def _empty(path: Path) -> None:
+    path.write_bytes(b"")
+
+
+@pytest.mark.parametrize("damage", [_truncated, _garbage, _empty])
+def test_corrupt_file_is_named(tmp_path, small_beats_cfg, damage):
+    model = BEATsModel(BEATsConfig.from_dict(small_beats_cfg))
+    path = save_checkpoint(tmp_path / "BEATs_bad.pt", small_beats_cfg, model)
+    damage(path)
+    with pytest.raises(ValueError) as err:
+        BEATsEncoder.from_checkpoint(path)
+    msg = str(err.value)
+    assert str(path) in msg and "not a readable checkpoint" in msg and "Download" in msg
+
+
+def test_model_entry_must_be_a_state_dict(tmp_path, small_beats_cfg):
+    path = tmp_path / "listy.pt"
+    torch.save({"cfg": small_beats_cfg, "model": [torch.zeros(2)]}, path)
+    with pytest.raises(ValueError, match="must be a state dict"):
         BEATsEncoder.from_checkpoint(path)
 
 
