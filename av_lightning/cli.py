@@ -19,7 +19,21 @@ import torch
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningCLI
 
-COMMANDS = ("generate", "cache", "av-align", "filter-vggsound", "convert-official")
+#: LightningCLI's sub-commands, with one line each for ``av-lightning --help``.
+LIGHTNING_COMMANDS = {
+    "fit": "train an adapter (av-lightning fit --config configs/drums.yaml)",
+    "validate": "run the validation split of a config",
+    "test": "generate the test split and score it (FVD, IS, CLIPSIM, AV-Align)",
+    "predict": "generate videos for the test split",
+}
+#: The project's own commands (``av_lightning/commands/NAME.py``), with one line each.
+COMMANDS = {
+    "generate": "videos from audio files (and optional text) with a trained adapter",
+    "av-align": "AV-Align of every video in a folder (paper or reference mode)",
+    "cache": "precompute the frozen features (latents, audio states) of a training config",
+    "filter-vggsound": "the paper's VGGSound filter: score clips and write the filtered CSV",
+    "convert-official": "the authors' released learned_embeds.pth -> an adapter file",
+}
 
 
 class AVLightningCLI(LightningCLI):
@@ -49,10 +63,17 @@ def lightning_main() -> int:
     return 0
 
 
-def _usage() -> str:
-    cmds = "\n".join(f"  av-lightning {c} --help" for c in COMMANDS)
-    return ("usage: av-lightning {fit,validate,test,predict} --config CONFIG.yaml [...]\n"
-            f"       av-lightning COMMAND [...]; commands:\n{cmds}\n")
+def usage() -> str:
+    """``av-lightning --help``: every command with one line; ``av-lightning COMMAND --help`` for its options."""
+    width = max(map(len, [*LIGHTNING_COMMANDS, *COMMANDS])) + 2
+    lines = ["usage: av-lightning COMMAND [options]", "",
+             "Video from sound: TempoTokens on a frozen text-to-video model, with PyTorch Lightning.", "",
+             "Training and evaluation (LightningCLI; --config CONFIG.yaml [--config OVERLAY.yaml]):"]
+    lines += [f"  {name:<{width}}{text}" for name, text in LIGHTNING_COMMANDS.items()]
+    lines += ["", "Commands:"]
+    lines += [f"  {name:<{width}}{text}" for name, text in COMMANDS.items()]
+    lines += ["", "`av-lightning COMMAND --help` lists a command's options."]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -62,9 +83,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     if argv and argv[0] in COMMANDS:
         module = importlib.import_module(f"av_lightning.commands.{argv[0].replace('-', '_')}")
         return int(module.main(argv[1:]) or 0)
-    if argv and argv[0] in ("commands", "help"):
-        sys.stdout.write(_usage())
-        return 0
+    if not argv or argv[0] in ("-h", "--help", "help", "commands"):
+        sys.stdout.write(usage())
+        return 0 if argv else 2
     cli_main(given)
     return 0
 
