@@ -28,6 +28,8 @@ from typing import Any, Callable, Literal, Optional, Sequence
 
 import torch
 
+from av_lightning.weights import load_torch, safetensors_metadata
+
 log = logging.getLogger(__name__)
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".m4a", ".aac", ".mp4", ".mkv", ".webm")
@@ -111,13 +113,10 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
     if not path.is_file():
         raise GenerationError(f"checkpoint {path} does not exist; give an adapter .safetensors or a Lightning .ckpt")
     if path.suffix == ".safetensors":
-        from safetensors import safe_open
-
-        with safe_open(os.fspath(path), "pt") as f:
-            meta = dict(f.metadata() or {})
+        meta = safetensors_metadata(path, "adapter")
         return (json.loads(meta["hparams"]) if "hparams" in meta else {}), meta
-    # A Lightning checkpoint written by the user's own training run (it pickles hyper-parameters).
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    # A Lightning checkpoint: its hyper-parameters are plain types, so it loads without full unpickling.
+    ckpt = load_torch(path, "checkpoint")
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise GenerationError(f"{path} is neither an adapter .safetensors nor a Lightning checkpoint with a state_dict")
     return dict(ckpt.get("hyper_parameters") or {}), {}

@@ -23,6 +23,7 @@ from av_lightning.backbones.base import VideoBackbone
 from av_lightning.encoders.base import AudioEncoder
 from av_lightning.pipeline import make_scheduler, sample
 from av_lightning.tempo import AudioMapper, TempoTokens
+from av_lightning.weights import load_safetensors, load_torch, safetensors_metadata
 
 try:  # set by LightningCLI while it instantiates the model
     from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
@@ -372,21 +373,17 @@ class AudioToVideo(pl.LightningModule):
         if not path.is_file():
             raise FileNotFoundError(f"adapter file {path} does not exist")
         if path.suffix == ".safetensors":
-            from safetensors import safe_open
-            from safetensors.torch import load_file
-
-            with safe_open(os.fspath(path), "pt") as f:
-                meta = f.metadata() or {}
+            meta = safetensors_metadata(path, "adapter")
             width = int(meta.get("text_width", self.backbone.text_width))
             if width != self.backbone.text_width:
                 raise ValueError(
                     f"adapter {path} was trained for a backbone with text width {width}; this backbone's is "
                     f"{self.backbone.text_width}: use the backbone the adapter was made for"
                 )
-            state = load_file(os.fspath(path))
+            state = load_safetensors(path, "adapter")
         else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            state = state.get("state_dict", state)
+            state = load_torch(path, "adapter checkpoint")
+            state = state.get("state_dict", state) if isinstance(state, dict) else state
         own = self.trainable_state_dict()
         missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
         if missing or extra:

@@ -166,10 +166,12 @@ def convert_state_dict(official: dict, source: str = "state dict", shapes: Optio
 
 def load_official(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read ``learned_embeds.pth`` (tensors only: ``weights_only=True``)."""
+    from av_lightning.weights import load_torch
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file; give the official learned_embeds.pth")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_torch(path, "official adapter")
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     return state

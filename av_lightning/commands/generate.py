@@ -91,7 +91,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         model = load_model(args.checkpoint, backbone=args.backbone, config=args.config, precision=args.precision,
                            device=device, encoder_checkpoint=args.encoder_checkpoint, vae_slice=args.vae_slice,
                            seed=args.seed)
-    except (GenerationError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError) as err:  # GenerationError, WeightsError, a config that does not fit
         print(f"generate: error: {err}", file=sys.stderr)
         return 2
     hp = model.hparams
