@@ -76,6 +76,19 @@ class VideoBackbone(nn.Module):
             raise ValueError(f"height and width must be multiples of {f} for this backbone, got {height}×{width}")
         return (batch_size, self.latent_channels, self.latent_frames(num_frames), height // f, width // f)
 
+    def pool_frames(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-video-frame values ``(B, F, ...)`` -> per-latent-frame ``(B, F_lat, ...)``.
+
+        A causal video VAE's grouping (r = ``temporal_factor``): latent frame 0 takes video frame 0,
+        latent frame i the mean of frames ``r·i − r + 1 … r·i``. Identity when r = 1.
+        """
+        r = self.temporal_factor
+        n = self.latent_frames(x.shape[1])
+        if r == 1:
+            return x
+        rest = x[:, 1:].unflatten(1, (n - 1, r)).mean(2)
+        return torch.cat([x[:, :1], rest], dim=1)
+
     def settings(self) -> dict:
         """JSON-serialisable description of what changes :meth:`encode_frames` (feature-cache keys)."""
         raise NotImplementedError

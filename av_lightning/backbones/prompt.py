@@ -1,16 +1,16 @@
-"""Placeholder tokens in the prompt, and their replacement by audio tokens inside CLIP.
+"""Placeholder tokens in the prompt, and their replacement by audio tokens inside the text encoder.
 
 A template such as ``"A video of <audio> playing drums"`` holds one placeholder. At start-up the
 placeholder becomes K real tokenizer tokens (``<audio_0> ... <audio_{K-1}>``) whose ids come from
 the tokenizer. At encode time a forward hook on the text encoder's token embedding writes the
-frame's K audio tokens into those rows; everything else in CLIP runs untouched. The embedding
-table stays frozen: gradients reach only the injected tokens.
+frame's K audio tokens into those rows; everything else in the encoder (CLIP, umT5) runs
+untouched. The embedding table stays frozen: gradients reach only the injected tokens.
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import torch
 from torch import nn
@@ -20,19 +20,28 @@ class PromptInjector:
     """Tokenises templates with a placeholder and encodes them with injected token rows.
 
     Args:
-        tokenizer: a transformers CLIP tokenizer (it gains K new tokens).
-        text_encoder: a transformers ``CLIPTextModel`` (its embedding table grows by K frozen rows).
+        tokenizer: a transformers tokenizer (it gains K new tokens).
+        text_encoder: a transformers text encoder, e.g. ``CLIPTextModel`` (its embedding table grows
+            by K frozen rows when it has no spare rows).
         placeholder: the placeholder string used in templates.
         num_tokens: K, tokens injected per prompt.
+        max_length: prompt length in tokens (default: the tokenizer's ``model_max_length``).
+        embedding: ``text_encoder -> the embedding module its forward calls`` (default
+            ``get_input_embeddings()``; T5-family encoders call their stack's ``embed_tokens``, a
+            second module tied to the same weights).
     """
 
-    def __init__(self, tokenizer, text_encoder: nn.Module, placeholder: str = "<audio>", num_tokens: int = 1):
+    def __init__(self, tokenizer, text_encoder: nn.Module, placeholder: str = "<audio>", num_tokens: int = 1,
+                 max_length: Optional[int] = None,
+                 embedding: Optional[Callable[[nn.Module], nn.Module]] = None):
         if num_tokens < 1:
             raise ValueError(f"num_tokens must be >= 1, got {num_tokens}")
         self.tokenizer = tokenizer
         self.text_encoder = text_encoder
         self.placeholder = placeholder
         self.num_tokens = num_tokens
+        self.max_length = int(max_length or tokenizer.model_max_length)
+        self._embedding_of = embedding or (lambda model: model.get_input_embeddings())
         self.token_strings = [f"{placeholder[:-1]}_{k}>" if placeholder.endswith(">") else f"{placeholder}_{k}"
                               for k in range(num_tokens)]
         vocab = tokenizer.get_vocab()
@@ -48,11 +57,11 @@ class PromptInjector:
         self.token_ids = tokenizer.convert_tokens_to_ids(self.token_strings)
         if len(set(self.token_ids)) != num_tokens or any(i is None or i < 0 for i in self.token_ids):
             raise RuntimeError(f"placeholder tokens got invalid ids {self.token_ids}")
-        embedding = text_encoder.get_input_embeddings()
+        embedding = self._embedding_of(text_encoder)
         needed = max(self.token_ids) + 1
         if embedding.num_embeddings < needed:
             text_encoder.resize_token_embeddings(needed)
-            embedding = text_encoder.get_input_embeddings()
+            embedding = self._embedding_of(text_encoder)
         embedding.weight.requires_grad_(False)
         self._pending: Optional[tuple[torch.Tensor, torch.Tensor]] = None
         self._template_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -72,7 +81,7 @@ class PromptInjector:
     def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
         """``len(texts)`` prompts -> ``(N, L)`` input ids, padded to the model length."""
         out = self.tokenizer(
-            list(texts), padding="max_length", max_length=self.tokenizer.model_max_length,
+            list(texts), padding="max_length", max_length=self.max_length,
             truncation=True, return_tensors="pt",
         )
         return out.input_ids
@@ -86,7 +95,7 @@ class PromptInjector:
             raise ValueError(
                 f"each prompt must hold the {self.num_tokens} placeholder tokens once, found counts "
                 f"{counts.tolist()}; the prompt may be too long for the tokenizer's "
-                f"{self.tokenizer.model_max_length} tokens"
+                f"{self.max_length} tokens"
             )
         order = input_ids[mask].view(-1, self.num_tokens)
         if not (order == ids).all():
@@ -127,19 +136,21 @@ class PromptInjector:
         return cached
 
     def encode(self, input_ids: torch.Tensor, tokens: Optional[torch.Tensor] = None,
-               mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+               mask: Optional[torch.Tensor] = None, attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Run the text encoder, injecting ``tokens`` at the placeholder positions.
 
         Args:
             input_ids: ``(N, L)`` from :meth:`tokenize`.
             tokens: ``(N, K, d)`` audio tokens, or None for a plain prompt.
             mask: ``(N, L)`` placeholder mask when already known (from :meth:`template_ids`).
+            attention_mask: ``(N, L)`` padding mask for encoders that take one (umT5); None: none.
 
         Returns:
             ``(N, L, d)`` last hidden state.
         """
+        kw = {} if attention_mask is None else {"attention_mask": attention_mask}
         if tokens is None:
-            return self.text_encoder(input_ids=input_ids).last_hidden_state
+            return self.text_encoder(input_ids=input_ids, **kw).last_hidden_state
         N, K, d = tokens.shape
         if K != self.num_tokens or N != input_ids.shape[0]:
             raise ValueError(
@@ -148,7 +159,7 @@ class PromptInjector:
         if mask is None:
             mask = self.placeholder_mask(input_ids)
         with self.injecting(mask, tokens):
-            return self.text_encoder(input_ids=input_ids).last_hidden_state
+            return self.text_encoder(input_ids=input_ids, **kw).last_hidden_state
 
     def remove(self) -> None:
         self._handle.remove()
