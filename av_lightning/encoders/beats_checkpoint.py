@@ -16,6 +16,7 @@ import pickle
 import torch
 
 from av_lightning.encoders.beats_model import BEATsConfig, BEATsModel
+from av_lightning.weights import WeightsError
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def read_checkpoint_file(path: str | os.PathLike) -> object:
     """``torch.load(path, weights_only=True)`` on the CPU, with errors that name the file and the fix.
 
     Raises:
-        ValueError: the file pickles objects other than tensors and plain containers (refused before
+        WeightsError: (a ``ValueError``) the file pickles objects other than tensors and plain containers (refused before
             any of them is built: nothing in the file runs), or it cannot be read at all (truncated,
             corrupt, empty, not a ``torch.save`` file).
     """
@@ -74,13 +75,13 @@ def read_checkpoint_file(path: str | os.PathLike) -> object:
     except pickle.UnpicklingError as err:
         reason = _unpickler_reason(err)
         if reason.startswith("Unsupported global"):
-            raise ValueError(
+            raise WeightsError(
                 f"{path} cannot be loaded safely: besides tensors it pickles Python objects "
                 f"({reason}), and this project only loads checkpoints with torch.load(weights_only="
                 "True); nothing in the file was run. If the file comes from a source you trust, "
                 + _CONVERT_HINT
             ) from None
-        raise ValueError(
+        raise WeightsError(
             f"{path} is not a readable checkpoint ({reason}): the file is corrupt, not a "
             "torch.save file, or pickled in a way torch.load(weights_only=True) does not read. "
             f"Download {CHECKPOINT_NAME} again and compare its size with the release; for a file "
@@ -88,7 +89,7 @@ def read_checkpoint_file(path: str | os.PathLike) -> object:
         ) from None
     except (RuntimeError, EOFError, KeyError, ValueError, OSError) as err:
         reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'no data'}"
-        raise ValueError(
+        raise WeightsError(
             f"{path} is not a readable checkpoint ({reason[:300]}): the file is truncated, corrupt "
             f"or not a torch.save file. Download {CHECKPOINT_NAME} again and compare its size with "
             "the release"

@@ -17,6 +17,7 @@ from av_lightning.encoders.beats import (
     num_patch_steps,
     relative_position_bucket,
 )
+from av_lightning.weights import WeightsError
 from tests.helpers import write_malicious_pickle
 
 FIXTURES = Path(__file__).with_name("fixtures")
@@ -94,7 +95,7 @@ def test_unsafe_pickle_is_refused_before_it_runs(tmp_path, small_beats_cfg):
     model = BEATsModel(BEATsConfig.from_dict(small_beats_cfg))
     path, marker = tmp_path / "BEATs_trap.pt", tmp_path / "marker"
     write_malicious_pickle(path, marker, {"cfg": small_beats_cfg, "model": model.state_dict()})
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(WeightsError) as err:
         BEATsEncoder(checkpoint=str(path))
     msg = str(err.value)
     assert str(path) in msg and "cannot be loaded safely" in msg
@@ -120,7 +121,7 @@ def test_corrupt_file_is_named(tmp_path, small_beats_cfg, damage):
     model = BEATsModel(BEATsConfig.from_dict(small_beats_cfg))
     path = save_checkpoint(tmp_path / "BEATs_bad.pt", small_beats_cfg, model)
     damage(path)
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(WeightsError) as err:
         BEATsEncoder.from_checkpoint(path)
     msg = str(err.value)
     assert str(path) in msg and "not a readable checkpoint" in msg and "Download" in msg
