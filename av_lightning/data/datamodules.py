@@ -43,7 +43,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from av_lightning.data.clips import ClipDataset, ClipRecord, ClipSpec, EpochSampler, resolve_path
-from av_lightning.data.io import MediaError, probe
+from av_lightning.data.io import MediaError, NonFiniteAudioError, probe
 
 #: Accepted spellings of the manifest columns (first match wins).
 COLUMN_ALIASES = {
@@ -55,6 +55,8 @@ COLUMN_ALIASES = {
 SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
                  "validation": "val", "test": "test", "testing": "test", "eval": "test"}
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v")
+#: Changes when :meth:`AudioVideoDataModule.check` gains a check, so cached probe results are redone.
+PROBE_VERSION = 2
 
 
 def _is_number(text: str) -> bool:
@@ -289,6 +291,8 @@ class AudioVideoDataModule(pl.LightningDataModule):
             return "missing", record.video
         try:
             info = probe(record.video)
+        except NonFiniteAudioError as exc:
+            return "non-finite audio", str(exc)
         except MediaError as exc:
             return "decode error", str(exc)
         if info.fps is None:
@@ -297,6 +301,8 @@ class AudioVideoDataModule(pl.LightningDataModule):
         if record.audio != record.video:
             try:
                 ainfo = probe(record.audio)
+            except NonFiniteAudioError as exc:
+                return "non-finite audio", str(exc)
             except MediaError as exc:
                 return "decode error", str(exc)
             if not ainfo.has_audio:
@@ -333,7 +339,7 @@ class AudioVideoDataModule(pl.LightningDataModule):
                 cache = json.loads(path.read_text())
             except (OSError, json.JSONDecodeError):
                 rank_zero_warn(f"ignoring unreadable probe cache {path}")
-        clip = f"{self.spec.num_frames}/{self.spec.fps}"
+        clip = f"{PROBE_VERSION}/{self.spec.num_frames}/{self.spec.fps}"
 
         def one(r: ClipRecord) -> tuple[str, str] | None:
             ident = self._identity(r)
@@ -374,11 +380,16 @@ class AudioVideoDataModule(pl.LightningDataModule):
             return Path(trainer.log_dir)
         return self.root
 
-    def _report(self, total: int) -> None:
-        if not self.skipped:
-            rank_zero_info(f"{type(self).__name__}: all {total} listed clips are usable")
+    def _report(self, listed: dict[str, int]) -> None:
+        """One line for the splits just set up (``listed``: split -> listed clips); ``skipped.csv``
+        lists every skipped clip of every split set up so far."""
+        names = ", ".join(listed)
+        total = sum(listed.values())
+        new = [s for s in self.skipped if s["split"] in listed]
+        if not new:
+            rank_zero_info(f"{type(self).__name__}: all {total} listed clips of the {names} split(s) are usable")
             return
-        counts = Counter(s["reason"] for s in self.skipped)
+        counts = Counter(s["reason"] for s in new)
         where = self._report_dir() / "skipped.csv"
         if rank_zero_only.rank == 0:
             try:
@@ -388,8 +399,9 @@ class AudioVideoDataModule(pl.LightningDataModule):
                 where = Path.cwd() / "skipped.csv"
                 self._write_skipped(where)
         parts = ", ".join(f"{n} {reason}" for reason, n in counts.most_common())
+        per_split = "; ".join(f"{name} {sum(s['split'] == name for s in new)} of {n}" for name, n in listed.items())
         if rank_zero_only.rank == 0:
-            print(f"skipped {len(self.skipped)} of {total}: {parts} — see {where}")
+            print(f"{type(self).__name__}: skipped {len(new)} of {total}: {parts} ({per_split}) — see {where}")
         self.skipped_csv = where
 
     def _write_skipped(self, path: Path) -> None:
@@ -412,11 +424,9 @@ class AudioVideoDataModule(pl.LightningDataModule):
             return
         splits = self.split(self.select(self.list_records()))
         self.skipped = [s for s in self.skipped if s["split"] not in wanted]
-        total = 0
         for name in wanted:
-            total += len(splits[name])
             self.records[name] = self._probe(splits[name], name)
-        self._report(total)
+        self._report({name: len(splits[name]) for name in wanted})
         for name in wanted:
             if name == "val" and not splits["val"] and self.val_size == 0:
                 continue  # validation switched off: val_dataloader() returns []

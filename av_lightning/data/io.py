@@ -48,8 +48,16 @@ _AUDIO_MARGIN = 0.1
 _AUDIO_SHORTFALL = 0.025
 
 
+#: Audio codecs that store float samples (the ones that can hold NaN or Inf).
+FLOAT_PCM_CODECS = frozenset({"pcm_f32le", "pcm_f32be", "pcm_f64le", "pcm_f64be", "pcm_f16le", "pcm_f24le"})
+
+
 class MediaError(RuntimeError):
     """A file cannot be read as requested; the message names the file and the fix."""
+
+
+class NonFiniteAudioError(MediaError):
+    """The audio holds NaN or Inf samples (float PCM can store them; no decoder rejects them)."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +143,13 @@ def probe(path: PathLike, decode_check: bool = True) -> MediaInfo:
                     got = next(iter(container.decode(stream)), None)
                     if got is None:
                         raise MediaError(f"{path}: stream #{stream.index} has no decodable frame")
+                if astream is not None and astream.codec_context.name in FLOAT_PCM_CODECS:
+                    # Stored float samples can be NaN or Inf, which no decoder rejects: read them all.
+                    container.seek(0)
+                    for frame in container.decode(astream):
+                        if not np.isfinite(frame.to_ndarray()).all():
+                            raise NonFiniteAudioError(f"{path}: the audio holds NaN or Inf samples; re-export the sound "
+                                             "(e.g. as 16-bit PCM) or skip the file")
     except (av.FFmpegError, ValueError, StopIteration) as exc:  # PyAV raises FFmpegError subclasses
         raise MediaError(f"{path}: cannot decode ({exc}); re-download or re-encode the file") from exc
     duration = video_duration if video_duration is not None else audio_duration
@@ -375,6 +390,10 @@ def read_audio(
                 f"samples at {sample_rate} Hz from {t_begin:.3f} s); choose an earlier start or skip the file"
             )
         seg = np.concatenate([seg, np.zeros(short, dtype=np.float32)])
+    if not np.isfinite(seg).all():
+        bad = int((~np.isfinite(seg)).sum())
+        raise NonFiniteAudioError(f"{path}: the audio holds {bad} NaN or Inf samples from {t_begin:.3f} s to {t_end:.3f} s; "
+                         "re-export the sound (e.g. as 16-bit PCM) or skip the file")
     return torch.from_numpy(np.ascontiguousarray(seg, dtype=np.float32))
 
 

@@ -167,3 +167,43 @@ def test_probe_results_are_cached_until_a_file_changes(broken_root, tmp_path_fac
     dm.setup("fit")
     assert "skipped 3 of 7" in capsys.readouterr().out
     assert "short" in {r.id for r in dm.records["train"]}
+
+
+def _write_nan_wav(path, seconds=1.5, sample_rate=16000):
+    from av_lightning.data.io import write_audio
+
+    audio = 0.1 * torch.randn(round(seconds * sample_rate))
+    audio[1000:1010] = float("nan")
+    audio[2000] = float("inf")
+    return write_audio(path, audio, sample_rate, codec="pcm_f32le")
+
+
+def test_non_finite_audio_is_skipped_and_counted(tmp_path, capsys):
+    rows = [(f"ok{i}", 0, "a", "train") for i in range(3)] + [("nan", 0, "a", "train"), ("t0", 0, "a", "test")]
+    make_official_dataset(tmp_path, rows, csv_name="metadata.csv")
+    _write_nan_wav(tmp_path / "audio" / "nan.wav")  # replaces the good wav
+    dm = AudioSetDrumsDataModule(str(tmp_path), manifest="metadata.csv", log_dir=str(tmp_path / "logs"),
+                                 **{**SMALL, "val_size": 0})
+    dm.setup("fit")
+    assert "skipped 1 of 4: 1 non-finite audio" in capsys.readouterr().out
+    assert sorted(r.id for r in dm.records["train"]) == ["ok0", "ok1", "ok2"]
+    with open(tmp_path / "logs" / "skipped.csv") as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["id"] == "nan" and row["reason"] == "non-finite audio" and "nan.wav" in row["detail"]
+    # the clip reader refuses it too, naming the file (a file that changed after probing)
+    from av_lightning.data.io import NonFiniteAudioError, read_audio
+
+    with pytest.raises(NonFiniteAudioError, match=r"nan\.wav: the audio holds 11 NaN or Inf samples"):
+        read_audio(tmp_path / "audio" / "nan.wav", 0.0, 16000, 16000)
+
+
+def test_skip_counts_are_per_split(broken_root, tmp_path_factory, capsys):
+    dm = AudioSetDrumsDataModule(str(broken_root), manifest="metadata.csv", log_dir=str(tmp_path_factory.mktemp("l")),
+                                 **{**SMALL, "val_size": 0})
+    dm.setup("fit")
+    assert "skipped 4 of 7" in capsys.readouterr().out
+    (broken_root / "video" / "ok3.mp4").write_bytes(b"broken")  # the one test clip
+    with pytest.raises(ValueError, match="test split is empty"):
+        dm.setup("test")
+    out = capsys.readouterr().out
+    assert "skipped 1 of 1: 1 decode error (test 1 of 1)" in out, out

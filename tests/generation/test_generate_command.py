@@ -97,6 +97,9 @@ def test_folder_loads_once_and_skips_bad_files(files, tmp_path, monkeypatch, cap
     write_audio(folder / "a.wav", tone(1.0))
     write_audio(folder / "b.wav", tone(1.25, 0.2))
     (folder / "broken.wav").write_bytes(b"RIFF not really a wav")
+    nan = tone(1.0)
+    nan[100] = float("nan")
+    write_audio(folder / "nan.wav", nan, codec="pcm_f32le")
     calls = []
     real = gen.load_model
     monkeypatch.setattr(gen, "load_model", lambda *a, **k: calls.append(1) or real(*a, **k))
@@ -104,7 +107,8 @@ def test_folder_loads_once_and_skips_bad_files(files, tmp_path, monkeypatch, cap
                "--out", str(tmp_path / "out"), "--steps", "1", "--device", "cpu", "--no-progress"])
     assert rc == 1 and calls == [1]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.mp4", "b.mp4"]
-    assert "broken.wav" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "broken.wav" in err and "nan.wav" in err and "NaN or Inf" in err and "2 of 4 file(s) failed" in err
 
 
 def test_config_yaml_as_model_source(files, tmp_path, capsys):
