@@ -1,7 +1,9 @@
 """The sampling loop: conditioning -> video frames, with classifier-free guidance.
 
 Written against diffusers' scheduler API (``set_timesteps`` / ``scale_model_input`` / ``step``)
-so any diffusers scheduler works; DDIM is the default. The conditional branch may be per-frame
+so any diffusers scheduler works; DDIM is the default. Flow-matching schedulers
+(``FlowMatchEulerDiscreteScheduler``) have no ``scale_model_input`` or ``init_noise_sigma`` (their
+input needs no scaling, their noise has unit variance) and noise clean latents with ``scale_noise``. The conditional branch may be per-frame
 ``(B, F, N, d)``; the unconditional branch is the empty prompt, the same for every frame, so it
 runs through the stock UNet path. Both branches share one batched UNet call per step.
 """
@@ -95,9 +97,13 @@ def sample(
         timesteps = timesteps[start:]
         if hasattr(scheduler, "set_begin_index"):
             scheduler.set_begin_index(start)
-        latents = scheduler.add_noise(init_latents.to(device), latents, timesteps[:1].repeat(latent_shape[0]))
+        t0 = timesteps[:1].repeat(latent_shape[0])
+        if hasattr(scheduler, "add_noise"):
+            latents = scheduler.add_noise(init_latents.to(device), latents, t0)
+        else:
+            latents = scheduler.scale_noise(init_latents.to(device), t0, latents)
     else:
-        latents = latents * scheduler.init_noise_sigma
+        latents = latents * getattr(scheduler, "init_noise_sigma", 1.0)
     guided = uncond is not None and guidance_scale > 1.0
     if guided:
         uncond = _expand_uncond(uncond.to(device), cond)
@@ -105,7 +111,7 @@ def sample(
     B = latent_shape[0]
     step_kwargs = {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
     for i, t in enumerate(tqdm(timesteps, desc="sampling", disable=not progress, leave=False)):
-        x = scheduler.scale_model_input(latents, t)
+        x = scheduler.scale_model_input(latents, t) if hasattr(scheduler, "scale_model_input") else latents
         if guided:
             pred_u, pred_c = denoise(torch.cat([x, x]), t.expand(2 * B), both).chunk(2)
             pred = pred_u + guidance_scale * (pred_c - pred_u)

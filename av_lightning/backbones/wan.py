@@ -51,13 +51,48 @@ SCHEDULER_NAMES = ("unipc", "euler")
 
 
 def _cast(model: torch.nn.Module, dtype: torch.dtype) -> None:
-    """Cast a randomly built diffusers model as ``from_pretrained(torch_dtype=...)`` would: the modules
-    the class keeps in float32 (``_keep_in_fp32_modules``: norms, time embedding) stay float32."""
+    """Cast a diffusers model as ``from_pretrained(torch_dtype=...)`` would: the modules the class keeps
+    in float32 (``_keep_in_fp32_modules``: norms, time embedding) stay float32."""
     model.to(dtype)
     keep = getattr(model, "_keep_in_fp32_modules", None) or []
     for name, module in model.named_modules():
         if any(k in name.split(".") for k in keep):
             module.float()
+
+
+def load_diffusers_model(cls, folder: Path):
+    """A diffusers model from a local folder (``config.json`` + safetensors weights, sharded or not).
+
+    ``cls.from_pretrained`` refuses classes that keep modules in float32 (the Wan transformer) when
+    ``accelerate`` is not installed; this reads the same files without it, safetensors only (no
+    pickle), and checks that every key matches.
+    """
+    import re
+
+    from diffusers.models.modeling_utils import no_init_weights
+    from safetensors.torch import load_file
+
+    index = folder / "diffusion_pytorch_model.safetensors.index.json"
+    if index.is_file():
+        files = sorted({folder / f for f in json.loads(index.read_text())["weight_map"].values()})
+    else:
+        files = [folder / "diffusion_pytorch_model.safetensors"]
+    absent = [f.name for f in files if not f.is_file()]
+    if absent:
+        raise FileNotFoundError(f"{folder} lacks {absent}; it must hold the model's safetensors weights "
+                                "(download the Diffusers version of the model, not .bin / .pth files)")
+    with no_init_weights():
+        model = cls.from_config(cls.load_config(folder))
+    state: dict[str, torch.Tensor] = {}
+    for f in files:
+        state.update(load_file(f))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    ignore = getattr(cls, "_keys_to_ignore_on_load_unexpected", None) or []
+    unexpected = [k for k in unexpected if not any(re.search(pat, k) for pat in ignore)]
+    if missing or unexpected:
+        raise ValueError(f"weights in {folder} do not fit {cls.__name__} with its config.json: missing "
+                         f"{missing[:5]}, unexpected {unexpected[:5]}")
+    return model
 
 
 def _clean(text: str) -> str:
@@ -127,8 +162,8 @@ class WanT2V(VideoBackbone):
                 raise FileNotFoundError(f"Wan directory {p} lacks {missing}; it must be in the diffusers layout of "
                                         "Wan2.1-T2V-1.3B-Diffusers")
             kw = dict(local_files_only=local_files_only)
-            self.transformer = WanTransformer3DModel.from_pretrained(p, subfolder="transformer", torch_dtype=frozen, **kw)
-            self.vae = AutoencoderKLWan.from_pretrained(p, subfolder="vae", torch_dtype=vae_frozen, **kw)
+            self.transformer = load_diffusers_model(WanTransformer3DModel, Path(p) / "transformer")
+            self.vae = load_diffusers_model(AutoencoderKLWan, Path(p) / "vae")
             self.text_encoder = UMT5EncoderModel.from_pretrained(p, subfolder="text_encoder", dtype=frozen, **kw)
             self.tokenizer = AutoTokenizer.from_pretrained(p, subfolder="tokenizer", **kw)
             sched = json.loads((Path(p) / "scheduler" / "scheduler_config.json").read_text())
@@ -142,12 +177,12 @@ class WanT2V(VideoBackbone):
             self.vae = AutoencoderKLWan(**vae)
             self.text_encoder = UMT5EncoderModel(UMT5Config(**text_encoder))
             self.tokenizer = char_tokenizer(self.text_length)
-            for part, dt in ((self.transformer, frozen), (self.vae, vae_frozen)):
-                if dt != torch.float32:
-                    _cast(part, dt)
             if frozen != torch.float32:
                 self.text_encoder.to(frozen)
             sched = dict(WAN_SCHEDULER)
+        for part, dt in ((self.transformer, frozen), (self.vae, vae_frozen)):
+            if part.dtype != dt:
+                _cast(part, dt)
         self.scheduler_config = {**sched, **(scheduler or {})}
         self.num_train_timesteps = int(self.scheduler_config.get("num_train_timesteps", 1000))
         self.flow_shift = float(self.scheduler_config.get("flow_shift", self.scheduler_config.get("shift", 1.0)))
@@ -392,17 +427,10 @@ class WanT2V(VideoBackbone):
         return out.float()
 
     def save_pretrained(self, path: str | os.PathLike) -> None:
-        """Write the frozen parts in the Wan2.1-T2V-Diffusers layout (loadable with ``pretrained=path``)."""
+        """Write the frozen parts as diffusers' WanPipeline does (loadable with ``pretrained=path``)."""
+        from diffusers import WanPipeline
+
         if self.injector is not None:
             raise RuntimeError("save the backbone before registering a placeholder: the tokenizer now holds its tokens")
-        path = Path(path)
-        self.transformer.save_pretrained(path / "transformer")
-        self.vae.save_pretrained(path / "vae")
-        self.text_encoder.save_pretrained(path / "text_encoder")
-        self.tokenizer.save_pretrained(path / "tokenizer")
-        self.make_scheduler("unipc").save_pretrained(path / "scheduler")
-        index = {"_class_name": "WanPipeline", "transformer": ["diffusers", "WanTransformer3DModel"],
-                 "vae": ["diffusers", "AutoencoderKLWan"], "text_encoder": ["transformers", "UMT5EncoderModel"],
-                 "tokenizer": ["transformers", type(self.tokenizer).__name__],
-                 "scheduler": ["diffusers", "UniPCMultistepScheduler"]}
-        (path / "model_index.json").write_text(json.dumps(index, indent=2))
+        WanPipeline(tokenizer=self.tokenizer, text_encoder=self.text_encoder, vae=self.vae,
+                    scheduler=self.make_scheduler("unipc"), transformer=self.transformer).save_pretrained(path)
