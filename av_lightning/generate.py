@@ -16,6 +16,7 @@ Everything here works on a built :class:`~av_lightning.module.AudioToVideo`; the
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 import json
@@ -352,28 +353,54 @@ class WindowedDenoiser:
 
 @dataclass
 class VideoPlan:
-    """How an audio clip becomes frames: N frames in windows of F starting at ``starts``."""
+    """How an audio clip becomes frames: N frames in windows of F starting at ``starts``.
+
+    The ``latent_*`` fields are the same windows in latent frames, where the denoiser blends them;
+    with a backbone that compresses time r× (``temporal_factor``), window k covers latent frames
+    ``latent_starts[k] …`` and video frames ``r · latent_starts[k] … + F − 1``. Without compression
+    they equal the video-frame fields.
+    """
 
     num_frames: int
     window: int
     overlap: int
     starts: list[int]
     samples_per_frame: float
+    latent_window: int = 0
+    latent_overlap: int = 0
+    latent_starts: list[int] = dataclasses.field(default_factory=list)
 
     @property
     def num_windows(self) -> int:
         return len(self.starts)
 
 
-def plan_video(num_samples: int, sample_rate: int, fps: float, window: int, overlap: Optional[int] = None) -> VideoPlan:
-    """N = whole frames the audio covers; windows of ``min(window, N)`` frames; default overlap F // 4."""
+def plan_video(num_samples: int, sample_rate: int, fps: float, window: int, overlap: Optional[int] = None,
+               temporal_factor: int = 1) -> VideoPlan:
+    """N = whole frames the audio covers; windows of ``min(window, N)`` frames; default overlap F // 4.
+
+    With ``temporal_factor`` r > 1 (a causal video VAE), N and F are rounded down to ``1 + r·k``
+    frames (the trailing < r frames of audio are left out) and the windows are planned in latent
+    frames, the overlap rounded up to whole latent frames.
+    """
     spf = sample_rate / fps
     total = math.floor(num_samples / spf + 1e-6)
     if total < 1:
         raise GenerationError(f"{num_samples} samples is shorter than one frame at {fps:g} fps")
+    r = int(temporal_factor)
+    if r == 1:
+        F = min(window, total)
+        overlap = min(max(1, window // 4) if overlap is None else overlap, F - 1)
+        starts = plan_windows(total, F, overlap)
+        return VideoPlan(total, F, overlap, starts, spf, F, overlap, starts)
+    if (window - 1) % r:
+        raise GenerationError(f"this backbone makes 1 + {r}·k frames per window; --num-frames {window} is not one")
+    total = 1 + r * ((total - 1) // r)
     F = min(window, total)
-    overlap = min(max(1, window // 4) if overlap is None else overlap, F - 1)
-    return VideoPlan(total, F, overlap, plan_windows(total, F, overlap), spf)
+    n_lat, f_lat = 1 + (total - 1) // r, 1 + (F - 1) // r
+    o_lat = min(max(1, (1 + (window - 1) // r) // 4) if overlap is None else -(-overlap // r), max(f_lat - 1, 0))
+    lat_starts = plan_windows(n_lat, f_lat, o_lat)
+    return VideoPlan(total, F, r * o_lat, [r * s for s in lat_starts], spf, f_lat, o_lat, lat_starts)
 
 
 @torch.no_grad()
@@ -404,33 +431,33 @@ def generate_video(
         audio: float ``(S,)`` mono at the model's sample rate.
         text: optional text; the prompt becomes the model's text+audio template, ``"A video of <audio> {text}"``
             (the paper's §6.2); without it the audio template ``"<audio>"``.
-        height / width: pixels (default: the UNet's sample size × the VAE factor).
+        height / width: pixels (default: the backbone's ``default_size``).
         fps: frame rate (Hz, default the model's); N = whole frames the audio covers.
         window: frames per window F (default the model's ``num_frames``).
         overlap: frames shared by consecutive windows (default F // 4).
         blend: ``ramp`` or ``uniform`` averaging of window predictions (:func:`blend_weights`).
         steps / guidance_scale: sampling settings (default the model's).
         seed: seeds the initial noise.
-        init_frames: uint8 ``(N, 3, H, W)`` to animate (:func:`load_init_frames`); used when ``strength < 1``.
+        init_frames: uint8 ``(N', 3, H, W)``, N' >= N, to animate (:func:`load_init_frames`; the first N are
+            used); used when ``strength < 1``.
         strength: in (0, 1]: how much noise is put on ``init_frames`` (1 ignores them).
-        noise: the initial noise ``(1, C, N, h, w)`` itself (tests), overriding ``seed``.
+        noise: the initial noise ``(1, C, N_lat, h, w)`` itself (tests), overriding ``seed``.
         window_batch: rows (windows × CFG branches) per UNet call; None: all in one call.
         progress: show the sampling progress bar.
-        return_latents: return the float latents ``(C, N, h, w)`` instead of decoded frames.
+        return_latents: return the float latents ``(C, N_lat, h, w)`` instead of decoded frames.
 
     Returns:
         uint8 ``(N, 3, H, W)`` (or latents).
     """
-    from av_lightning.pipeline import make_scheduler, sample
+    from av_lightning.pipeline import sample
 
     hp = model.hparams
     fps = float(fps or hp.fps)
     sr = int(hp.sample_rate)
     bb = model.backbone
-    factor = bb.spatial_factor
-    height = height or bb.unet.config.sample_size * factor
-    width = width or bb.unet.config.sample_size * factor
-    plan = plan_video(audio.numel(), sr, fps, window or hp.num_frames, overlap)
+    height = height or bb.default_size[0]
+    width = width or bb.default_size[1]
+    plan = plan_video(audio.numel(), sr, fps, window or hp.num_frames, overlap, bb.temporal_factor)
     N, F, starts = plan.num_frames, plan.window, plan.starts
     device = next(model.mapper.parameters()).device
 
@@ -444,22 +471,25 @@ def generate_video(
     mode = "text+audio" if text else "audio"
     templates = model.prompt_templates([text or ""] * len(starts), mode)
     tokens = model.audio_tokens({"audio": batch_audio}, num_frames=F)  # (W, F, K, d)
-    cond = bb.encode_frame_prompts(templates, tokens)  # (W, F, L, d)
-    cond = cond.flatten(0, 1).unsqueeze(0)  # (1, W·F, L, d)
+    cond = bb.encode_frame_prompts(templates, tokens)  # (W, F_lat, L, d)
+    cond = cond.flatten(0, 1).unsqueeze(0)  # (1, W·F_lat, L, d)
     uncond = bb.encode_text([""])
 
-    if height % factor or width % factor:
-        raise GenerationError(f"height and width must be multiples of {factor} for this backbone, got {height}×{width}")
-    latent_shape = (1, bb.latent_channels, N, height // factor, width // factor)
+    try:
+        latent_shape = bb.latent_shape(1, N, height, width)  # (1, C, N_lat, h, w)
+    except ValueError as err:
+        raise GenerationError(str(err)) from err
     init_latents = None
     if init_frames is not None and strength < 1.0:
+        init_frames = init_frames[:N]  # the frames the audio's whole latent frames cover
         if init_frames.shape[0] != N or tuple(init_frames.shape[-2:]) != (height, width):
             raise GenerationError(f"init frames {tuple(init_frames.shape)} do not match {N} frames of {height}×{width}")
         init_latents = bb.encode_frames(init_frames.unsqueeze(0).to(device))
-    denoiser = WindowedDenoiser(bb.denoise, starts, F, N, blend_weights(F, plan.overlap, blend), max_batch=window_batch)
+    denoiser = WindowedDenoiser(bb.denoise, plan.latent_starts, plan.latent_window, latent_shape[2],
+                                blend_weights(plan.latent_window, plan.latent_overlap, blend), max_batch=window_batch)
     g = torch.Generator().manual_seed(seed)
     latents = sample(
-        denoiser, make_scheduler(bb.scheduler_config, hp.scheduler), cond, latent_shape, uncond=uncond,
+        denoiser, bb.make_scheduler(hp.scheduler), cond, latent_shape, uncond=uncond,
         steps=steps or hp.steps, guidance_scale=hp.guidance_scale if guidance_scale is None else guidance_scale,
         generator=g, latents=noise, init_latents=init_latents, strength=strength, progress=progress,
     )

@@ -21,7 +21,7 @@ from torch.nn import functional as F
 
 from av_lightning.backbones.base import VideoBackbone
 from av_lightning.encoders.base import AudioEncoder
-from av_lightning.pipeline import make_scheduler, sample
+from av_lightning.pipeline import sample
 from av_lightning.tempo import AudioMapper, TempoTokens
 from av_lightning.weights import load_safetensors, load_torch, safetensors_metadata
 
@@ -178,8 +178,9 @@ class AudioToVideo(pl.LightningModule):
             if frames.shape[1] != F_:
                 raise ValueError(f"batch['frames'] has {frames.shape[1]} frames, the model is set to num_frames={F_}")
         latents = batch.get("latents")
-        if latents is not None and latents.shape[2] != F_:
-            raise ValueError(f"batch['latents'] has {latents.shape[2]} frames, the model is set to num_frames={F_}")
+        if latents is not None and latents.shape[2] != self.backbone.latent_frames(F_):
+            raise ValueError(f"batch['latents'] has {latents.shape[2]} latent frames; num_frames={F_} needs "
+                             f"{self.backbone.latent_frames(F_)} for this backbone")
 
     def audio_tokens(self, batch: dict, num_frames: Optional[int] = None) -> torch.Tensor:
         """Audio (or cached encoder states) -> ``(B, F, K, d_t)`` tempo tokens.
@@ -277,10 +278,7 @@ class AudioToVideo(pl.LightningModule):
 
     # -- generation -----------------------------------------------------------------------------
     def latent_shape(self, batch_size: int, height: int, width: int) -> tuple[int, ...]:
-        f = self.backbone.spatial_factor
-        if height % f or width % f:
-            raise ValueError(f"height and width must be multiples of {f} for this backbone, got {height}×{width}")
-        return (batch_size, self.backbone.latent_channels, self.hparams.num_frames, height // f, width // f)
+        return self.backbone.latent_shape(batch_size, self.hparams.num_frames, height, width)
 
     @torch.no_grad()
     def generate(
@@ -295,7 +293,7 @@ class AudioToVideo(pl.LightningModule):
         B = cond.shape[0]
         g = torch.Generator().manual_seed(self.hparams.seed if seed is None else seed)
         latents = sample(
-            self.backbone.denoise, make_scheduler(self.backbone.scheduler_config, self.hparams.scheduler), cond,
+            self.backbone.denoise, self.backbone.make_scheduler(self.hparams.scheduler), cond,
             self.latent_shape(B, height, width), uncond=uncond,
             steps=steps or self.hparams.steps,
             guidance_scale=self.hparams.guidance_scale if guidance_scale is None else guidance_scale,

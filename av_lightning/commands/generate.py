@@ -109,9 +109,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             init = None
             if args.init is not None:
                 n = int(audio.numel() * fps / hp.sample_rate + 1e-6)
-                factor = model.backbone.spatial_factor
-                size = model.backbone.unet.config.sample_size * factor
-                init = load_init_frames(args.init, n, fps, args.height or size, args.width or size)
+                size = model.backbone.default_size
+                init = load_init_frames(args.init, n, fps, args.height or size[0], args.width or size[1])
             frames = generate_video(
                 model, audio, text=args.prompt, height=args.height, width=args.width, fps=fps, window=args.num_frames,
                 overlap=args.overlap, blend=args.blend, steps=args.steps, guidance_scale=args.guidance, seed=args.seed,
