@@ -1,4 +1,4 @@
-"""The toy world: four shapes with their own colours and sounds, jumping on their sound's onsets.
+"""The toy world: four shapes with their own colours and sounds, flashing and jumping on their sound's onsets.
 
 The smallest world that still tests the method's claim (audio drives *when* things move, the
 class of the sound decides *what* is seen), cheap enough to train a text-to-video backbone and an
@@ -22,7 +22,11 @@ least ``MIN_GAP = 3`` frames apart (the number of events is uniform, then the se
 the valid sets of that size). At event frame ``e`` the sound starts at ``e / FPS`` seconds and the
 object jumps up ``JUMP = (3, 1)`` pixels: 3 px at frame ``e``, 1 px at ``e + 1``, back at
 ``e + 2``; the motion per frame step is 3, 2, 1 px, so the optical-flow peak is at ``e``, on the
-onset. Frame 1 and frame F-1 are excluded because AV-Align's trajectory repeats its first entry
+onset. The event is also seen in the frame itself: at ``e`` the object's colour is mixed ``FLASH =
+0.6`` of the way towards white (a flash), so a single frame tells whether it is an event frame (what
+image captions such as ``"a struck drum"`` describe). The flash lasts that one frame: a fading
+flash at ``e + 1`` (0.3) moved the optical-flow peak of the thin bass bar to ``e + 1`` in one clip
+of eight (ground-truth AV-Align 0.87 for bass against 0.995 for the others). Frame 1 and frame F-1 are excluded because AV-Align's trajectory repeats its first entry
 (``[flow(0,1), flow(0,1), ...]``) and a peak needs a neighbour on each side.
 
 Object positions are uniform over the centres that keep the object and its jump inside the frame.
@@ -35,7 +39,8 @@ Everything is deterministic from a seed. Two generators share one renderer:
 :func:`write_toy_world` writes the world in the datasets' layout (``ROOT/video/ID.mp4`` with the
 audio muxed in, ``ROOT/audio/ID.wav``, ``ROOT/toy.csv`` = ``ytid,start_time,class,set,events``),
 and :class:`ToyWorldDataModule` reads it through :class:`AudioVideoDataModule`, writing it on
-first use. Command line::
+first use. ``ROOT/world.json`` records :data:`WORLD_VERSION`; a folder written by another version of
+this module (or by one without the file) is refused, never silently reused. Command line::
 
     python -m av_lightning.data.toyworld --root data/toy --train 512 --test 64 --seed 0
 """
@@ -46,6 +51,7 @@ import argparse
 import csv
 import functools
 import itertools
+import json
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -71,6 +77,11 @@ SAMPLE_RATE = 16000
 NUM_SAMPLES = round(NUM_FRAMES / FPS * SAMPLE_RATE)
 #: Upward displacement (pixels) at the event frame and the frame after it.
 JUMP = (3, 1)
+#: Fraction of the way from the class colour to white at the event frame.
+FLASH = 0.6
+#: Bumped whenever a change of this module changes the clips a seed gives (world.json).
+WORLD_VERSION = 2
+WORLD_FILE = "world.json"
 MIN_GAP = 3
 MAX_EVENTS = 3
 FIRST_EVENT = 2
@@ -116,6 +127,19 @@ def jump_offsets(events: torch.Tensor) -> torch.Tensor:
     out = JUMP[0] * e
     out[:, 1:] = torch.maximum(out[:, 1:], JUMP[1] * e[:, :-1])
     return out
+
+
+def frame_states(events: torch.Tensor) -> torch.Tensor:
+    """``(B, F)`` bool event masks -> ``(B, F)`` long: 0 quiet, 1 event frame, 2 the frame after it."""
+    e = events.long()
+    after = torch.zeros_like(e)
+    after[:, 1:] = e[:, :-1]
+    return torch.where(e == 1, 1, torch.where(after == 1, 2, 0))
+
+
+def flash_levels(events: torch.Tensor) -> torch.Tensor:
+    """Flash fraction per frame ``(B, F)`` float, from event masks ``(B, F)`` bool."""
+    return FLASH * events.float()
 
 
 def sample_params(batch_size: int, generator: torch.Generator, labels: Optional[torch.Tensor] = None) -> dict:
@@ -180,7 +204,9 @@ def render(params: dict) -> torch.Tensor:
     inside = shape_masks(label.view(B, 1, 1, 1), rows - cy, cols - cx)  # (B, F, H, W)
     bg = (params["level"].view(B, 1, 1) + params["noise"]).clamp(0, 255)  # (B, H, W)
     bg = bg.view(B, 1, 1, SIZE, SIZE).expand(B, NUM_FRAMES, 3, SIZE, SIZE)
-    colour = torch.tensor([COLOURS[c] for c in CLASSES], device=device)[label].view(B, 1, 3, 1, 1)
+    colour = torch.tensor([COLOURS[c] for c in CLASSES], device=device, dtype=torch.float32)[label].view(B, 1, 3, 1, 1)
+    flash = flash_levels(events).view(B, NUM_FRAMES, 1, 1, 1)
+    colour = (colour + flash * (255.0 - colour)).round().long()  # (B, F, 3, 1, 1)
     frames = torch.where(inside.unsqueeze(2), colour, bg)
     return frames.to(torch.uint8)
 
@@ -270,6 +296,20 @@ def clip_seed(seed: int, split: str, index: int) -> int:
     return (seed * 1_000_003 + {"train": 0, "test": 500_000, "val": 900_000}[split] + index) & 0x7FFFFFFF
 
 
+def check_version(root: Union[str, Path]) -> dict:
+    """The ``world.json`` of a written world; raises when it is missing or of another version."""
+    root = Path(root)
+    path = root / WORLD_FILE
+    fix = f"delete {root} (it is rewritten on first use) or run: python -m av_lightning.data.toyworld --root {root}"
+    if not path.is_file():
+        raise ValueError(f"{root} holds a toy world without {WORLD_FILE} (written before version {WORLD_VERSION}: its "
+                         f"objects do not flash); {fix}")
+    info = json.loads(path.read_text())
+    if info.get("version") != WORLD_VERSION:
+        raise ValueError(f"{path}: toy world version {info.get('version')!r}, this code writes version {WORLD_VERSION}; {fix}")
+    return info
+
+
 def write_toy_world(root: Union[str, Path], num_train: int = 512, num_test: int = 64, seed: int = 0,
                     crf: int = 0, progress: bool = True) -> Path:
     """Write the world in the datasets' layout; returns the manifest path.
@@ -297,6 +337,8 @@ def write_toy_world(root: Union[str, Path], num_train: int = 512, num_test: int 
         writer = csv.writer(f)
         writer.writerow(["ytid", "start_time", "class", "set", "events"])
         writer.writerows(rows)
+    info = {"version": WORLD_VERSION, "seed": seed, "train": num_train, "test": num_test, "crf": crf}
+    (root / WORLD_FILE).write_text(json.dumps(info, indent=2) + "\n")
     return manifest
 
 
@@ -322,6 +364,7 @@ class ToyWorldDataModule(AudioVideoDataModule):
     def prepare_data(self) -> None:
         if not self.manifest.is_file():
             write_toy_world(self.root, self.num_train, self.num_test, self.world_seed)
+        check_version(self.root)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

@@ -20,14 +20,16 @@ def check_world(root, split: str = "test", mode: str = "paper", limit: Optional[
 
     Returns:
         dict of ``av_align`` (mean over scored clips), ``av_align_empty`` (clips with no peak on
-        either side), ``clips``, and the probe's :func:`~av_lightning.toy.probe.probe_summary`.
+        either side), ``clips``, and the probe's :func:`~av_lightning.toy.probe.probe_summary`
+        (``event_exact_recall``: events whose flash and jump the probe finds on the event frame).
     """
     from av_lightning.data.datamodules import AudioVideoDataModule
-    from av_lightning.data.toyworld import FPS, NUM_FRAMES, SAMPLE_RATE, SIZE
-    from av_lightning.metrics.av_align import align_clips
+    from av_lightning.data.toyworld import FPS, NUM_FRAMES, SAMPLE_RATE, SIZE, check_version
+    from av_lightning.metrics.alignment import align_clips
     from av_lightning.toy.probe import probe_summary
 
     root = Path(root)
+    check_version(root)
     events = {r["ytid"]: [int(e) for e in r["events"].split()] for r in csv.DictReader(open(root / "toy.csv"))}
     dm = AudioVideoDataModule(str(root), manifest="toy.csv", fps=FPS, num_frames=NUM_FRAMES, size=SIZE,
                               batch_size=32, num_workers=0, val_size=0, eval_start="start")
@@ -42,7 +44,7 @@ def check_world(root, split: str = "test", mode: str = "paper", limit: Optional[
             break
     frames, audio = torch.cat(frames)[:limit], torch.cat(audio)[:limit]
     labels, ids = labels[:limit], ids[:limit]
-    scores = np.array([c.score for c in align_clips(frames, audio, FPS, SAMPLE_RATE, mode)])
+    scores = np.array([c.score for c in align_clips(frames, audio, fps=FPS, sample_rate=SAMPLE_RATE, mode=mode)])
     out = {"clips": len(ids), "mode": mode, "av_align": float(np.nanmean(scores)) if np.isfinite(scores).any() else float("nan"),
            "av_align_empty": int(np.isnan(scores).sum()), "av_align_min": float(np.nanmin(scores))}
     out.update(probe_summary(frames, labels, [events[i] for i in ids]))

@@ -1,15 +1,17 @@
 """Can per-frame tokens steer a frozen backbone? An oracle check for the toy world.
 
 TempoTokens drives *when* things happen only through per-frame prompt tokens, so a backbone is a
-usable host only if some token sequence moves its motion in time. This module measures that
+usable host only if some token sequence moves its events in time. This module measures that
 upper bound directly, with no audio in the way: it learns a few tokens per event state (quiet
 frame, event frame, the frame after) — and, in ``class+state`` mode, one token per class — by the same
 denoising loss the adapter uses, from the ground-truth events of freshly drawn toy clips. The
-tokens are then sampled with the events of held-out clips and the jumps are probed:
+tokens are then sampled with the events of held-out clips (the toy world's test split, with
+their audio) and scored by :func:`av_lightning.toy.backbone_gate.timing_scores`:
 
-- ``event_recall`` / ``event_precision``: probed jumps within ±1 frame of the clip's own events;
+- the flash and the jump on the *exact* event frame (recall, precision), and within ±1 frame;
 - the same figures against *another* clip's events (a cyclic shift of the batch), which is what
   timing that ignores the tokens scores (the chance level);
+- AV-Align (paper mode) of the samples against the clips' audio;
 - ``class_accuracy``: in ``class+state`` mode, whether the learnt class tokens carry the class
   (the positive control: the same training steers what the backbone's text space does encode).
 
@@ -35,18 +37,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from av_lightning.data.toyworld import CLASSES, NUM_FRAMES, SIZE, toy_batch
+from av_lightning.data.toyworld import frame_states as event_states
 
 Mode = Literal["state", "class+state"]
 STATES = ("quiet", "event", "after")
 PLACEHOLDER = "<audio>"
-
-
-def event_states(events: torch.Tensor) -> torch.Tensor:
-    """``(B, F)`` bool event masks -> ``(B, F)`` long states: 0 quiet, 1 event frame, 2 the frame after."""
-    e = events.long()
-    after = torch.zeros_like(e)
-    after[:, 1:] = e[:, :-1]
-    return torch.where(e == 1, 1, torch.where(after == 1, 2, 0))
 
 
 class OracleTokens(nn.Module):
@@ -119,27 +114,22 @@ def train_oracle(backbone, mode: Mode = "class+state", steps: int = 300, batch_s
 
 
 @torch.no_grad()
-def evaluate_oracle(backbone, oracle: OracleTokens, n: int = 32, sample_steps: int = 8, guidance_scale: float = 5.0,
-                    seed: int = 12345) -> dict:
-    """Sample ``n`` held-out clips with their oracle tokens and probe the jumps against their events."""
-    from av_lightning.pipeline import make_scheduler, sample
-    from av_lightning.toy.probe import probe_summary
+def evaluate_oracle(backbone, oracle: OracleTokens, clips: dict, steps: int = 8, guidance_scale: float = 5.0,
+                    seed: int = 0) -> dict:
+    """Sample held-out ``clips`` (:func:`~av_lightning.toy.backbone_gate.held_out_clips`) with the
+    oracle tokens of their own events and score them (:func:`~av_lightning.toy.backbone_gate.timing_scores`)."""
+    from av_lightning.toy.backbone_gate import sample_videos, timing_scores
 
+    n = len(clips["label"])
     if n < 2:
-        raise ValueError("evaluate_oracle needs n >= 2 (the chance level compares each clip with another)")
-    batch = toy_batch(n, torch.Generator().manual_seed(seed), labels=torch.arange(n) % len(CLASSES))
-    events = [torch.nonzero(e).flatten().tolist() for e in batch["events"]]
-    cond = backbone.encode_frame_prompts(oracle.templates(batch["label"]), oracle(batch["label"], batch["events"]))
-    latents = sample(backbone.denoise, make_scheduler(backbone.scheduler_config, "ddim"), cond,
-                     (n, backbone.latent_channels, NUM_FRAMES, SIZE, SIZE), uncond=backbone.encode_text([""]),
-                     steps=sample_steps, guidance_scale=guidance_scale, generator=torch.Generator().manual_seed(0),
-                     progress=False)
-    videos = backbone.decode_latents(latents)
-    labels = batch["label"].tolist()
-    own = probe_summary(videos, labels, events)
-    shifted = probe_summary(videos, labels, events[1:] + events[:1])
-    return {**own, "chance_recall": shifted["event_recall"], "chance_precision": shifted["event_precision"],
-            "n": n, "sample_steps": sample_steps, "guidance_scale": guidance_scale}
+        raise ValueError("evaluate_oracle needs two or more clips (the chance level compares each clip with another)")
+    labels = torch.tensor([CLASSES.index(y) for y in clips["label"]])
+    events = torch.zeros(n, NUM_FRAMES, dtype=torch.bool)
+    for i, ev in enumerate(clips["events"]):
+        events[i, list(ev)] = True
+    cond = backbone.encode_frame_prompts(oracle.templates(labels), oracle(labels, events))
+    videos = sample_videos(backbone, cond, steps=steps, guidance_scale=guidance_scale, seed=seed)
+    return {**timing_scores(videos, clips), "n": n, "sample_steps": steps, "guidance_scale": guidance_scale}
 
 
 @torch.no_grad()
@@ -174,6 +164,8 @@ def token_sensitivity(backbone, frame: int = NUM_FRAMES // 2, timesteps: Sequenc
 
 
 def write_report(path, backbone_path: str, result: dict, settings: dict, sensitivity: dict, seconds: float) -> None:
+    from av_lightning.toy.backbone_gate import timing_table
+
     r = result
     lines = [
         "# Toy backbone: can per-frame tokens steer it?",
@@ -189,15 +181,9 @@ def write_report(path, backbone_path: str, result: dict, settings: dict, sensiti
         f"{settings['seed']}; then {r['n']} held-out clips were sampled with their own events' tokens "
         f"(DDIM {r['sample_steps']} steps, guidance {r['guidance_scale']:g}).",
         "",
-        "| | value |",
-        "|---|---|",
-        f"| jump recall (±1 frame) against the clip's own events | {r['event_recall']:.3f} |",
-        f"| jump recall against another clip's events (chance) | {r['chance_recall']:.3f} |",
-        f"| jump precision, own events | {r['event_precision']:.3f} |",
-        f"| jump precision, another clip's events (chance) | {r['chance_precision']:.3f} |",
-        f"| jumps per clip | {r['jumps_per_clip']:.2f} |",
-        f"| class accuracy | {r['class_accuracy']:.3f} |",
-        f"| final loss (mean of the last 50 steps) | {settings['final_loss']:.4f} |",
+        *timing_table(r),
+        "",
+        f"Final loss (mean of the last 50 steps): {settings['final_loss']:.4f}.",
         "",
         "Token sensitivity (mean |Δ UNet output|, timesteps 900/500/200, random noisy input):",
         "",
@@ -223,7 +209,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     p.add_argument("--state-tokens", type=int, default=6, help="tokens per frame for its event state")
     p.add_argument("--lr", type=float, default=1e-2)
     p.add_argument("--timestep-range", type=float, nargs=2, default=(0.3, 1.0))
-    p.add_argument("--n", type=int, default=32, help="held-out clips to sample")
+    p.add_argument("--n", type=int, default=64, help="held-out clips to sample (the toy world's test split)")
     p.add_argument("--sample-steps", type=int, default=8)
     p.add_argument("--guidance", type=float, default=5.0)
     p.add_argument("--seed", type=int, default=0)
@@ -237,11 +223,13 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     backbone = DiffusersT2V(pretrained=path)
     oracle, losses = train_oracle(backbone, args.mode, args.steps, args.batch_size, args.lr, args.timestep_range,
                                   args.seed, args.state_tokens)
-    result = evaluate_oracle(backbone, oracle, args.n, args.sample_steps, args.guidance)
+    from av_lightning.toy.backbone_gate import held_out_clips
+
+    result = evaluate_oracle(backbone, oracle, held_out_clips(args.n), args.sample_steps, args.guidance)
     sensitivity = token_sensitivity(backbone)
     seconds = time.time() - t0
-    print(f"oracle {args.mode}: recall {result['event_recall']:.3f} (chance {result['chance_recall']:.3f}), precision "
-          f"{result['event_precision']:.3f} (chance {result['chance_precision']:.3f}), class accuracy "
+    print(f"oracle {args.mode}: flash and jump on the event frame {result['event_exact_recall']:.3f} (chance "
+          f"{result['chance_event_exact_recall']:.3f}), AV-Align {result['av_align']:.3f}, class accuracy "
           f"{result['class_accuracy']:.3f}; sensitivity {sensitivity}; {seconds:.0f} s", flush=True)
     if args.report:
         shown = " ".join(argv if argv is not None else sys.argv[1:])

@@ -1,31 +1,36 @@
-"""Train the toy world's text-to-video backbone, and its quality gate.
+"""Train the toy world's text-to-video backbone: jointly on videos and on single frames as images.
 
 The model is a tiny diffusers ``UNet3DConditionModel`` in pixel space (16x16 RGB, 12 frames, no
 VAE) plus a tiny ``CLIPTextModel`` with the character tokenizer of
-:func:`av_lightning.backbones.tiny.char_tokenizer`, trained jointly from scratch the way a real
-text-to-video model is: one class prompt per video (``"a drum"``, with a few phrasings), 10 %
-empty prompts for classifier-free guidance, and **no per-frame conditioning**: the text says what
-is seen, never when it moves, so the events the backbone draws are its own random choice. Timing
-has to come from the adapter's per-frame tokens. ``--captions count`` adds captions that also say how
-many times the object jumps (still one caption per clip), and ``--init DIR`` fine-tunes a saved
-backbone, e.g. the shipped one, with them.
+:func:`av_lightning.backbones.tiny.char_tokenizer`, trained the way ModelScope was, on two kinds
+of data in every step:
+
+- **videos** with one caption per clip (``"a drum"``, a few phrasings; ``captions: count`` also
+  says how often the object jumps, half the time), 10 % empty for classifier-free guidance. The
+  caption never says *when* the object flashes and jumps: the events are the model's own choice.
+- **images**: single frames (F = 1 through the same UNet3D) with a caption of that frame:
+  ``"a struck drum"`` for an event frame (the object flashes), ``"a drum"`` for any other frame,
+  ``event_share`` of them event frames, 10 % empty. This is what teaches spatial
+  cross-attention that a text can describe one frame, the channel per-frame tokens use.
+
+No video is ever trained with per-frame prompts, and no audio is seen. ``image_schedule`` lowers
+the image batch once the image loss has flattened (``[[0, 64], [300, 16]]``: 64 images a step,
+then 16 from step 300), leaving more of each step to the videos.
 
 Clips come from :func:`av_lightning.data.toyworld.toy_batch`, drawn on the training device (an
-infinite stream, no files). The saved weights are the EMA weights, written in the diffusers
-layout (``unet/``, ``text_encoder/``, ``tokenizer/``, ``scheduler/``, ``model_index.json``) by
-:meth:`DiffusersT2V.save_pretrained`, so ``DiffusersT2V(pretrained=OUT)`` loads it.
+infinite stream, no files); noise, timesteps and targets from the backbone's objective
+(:class:`~av_lightning.backbones.objective.DDPMObjective`). The saved weights are the EMA weights,
+in the diffusers layout, written by :meth:`DiffusersT2V.save_pretrained`, so
+``DiffusersT2V(pretrained=OUT)`` loads it. ``--init DIR`` starts from a saved backbone (a
+fine-tune, e.g. of the shipped one).
 
-Resumable: ``OUT/train_state.pt`` (weights, EMA, optimizer, step, RNG states) is written every
-``save_every`` steps, when ``--time-budget`` is spent, and at the end; ``--resume`` continues from
-it up to ``--steps`` in total.
+Resumable: ``OUT/train_state.pt`` (weights, EMA, optimizer, step, RNG states, the recipe as JSON;
+plain tensors, dicts and lists, read back with ``torch.load(weights_only=True)``) is written every
+``save_every`` steps, when ``--time-budget`` is spent, and at the end, each time with the EMA
+backbone beside it; ``--resume`` continues up to ``--steps`` in total. The gates (``--eval``) are in :mod:`av_lightning.toy.backbone_gate`.
 
-Quality gate (:func:`evaluate_backbone`, ``--eval``): DDIM samples per class prompt (8 steps, the
-toy demo's sampling, guidance 5), read by the analytic probe (:mod:`av_lightning.toy.probe`): the
-fraction of frames showing one object of the prompted class (target >= 0.9) and the jumps per clip
-against the training data's rate; other step counts (``--eval-steps 8 25``) are reported beside it.
-
-    python -m av_lightning.toy.train_backbone --config configs/toy_backbone.yaml --out checkpoints/toy_backbone \\
-        --device cuda --bf16 --steps 20000 --time-budget 300 --eval --report docs/results/toy_backbone.md
+    python -m av_lightning.toy.train_backbone --config configs/toy_backbone.yaml --out runs/toy_backbone \\
+        --init av_lightning/assets/toy_backbone --device cpu --steps 2000 --resume
 """
 
 from __future__ import annotations
@@ -33,28 +38,30 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
 import platform
 import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence
 
-import numpy as np
 import torch
 import yaml
 
 from av_lightning.data.toyworld import CLASSES, MAX_EVENTS, toy_batch
-from av_lightning.data.toyworld import prompt as class_prompt
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "toy_backbone.yaml"
 TRAIN_DEFAULTS = dict(batch_size=128, lr=5e-4, text_lr=5e-4, weight_decay=0.01, warmup_steps=200, ema_decay=0.999,
                       uncond_prob=0.1, grad_clip=1.0, save_every=500, log_every=50, seed=0,
-                      templates=["a {}", "{}", "a video of a {}"], captions="class", count_prob=0.5)
+                      templates=["a {}", "{}", "a video of a {}"], captions="class", count_prob=0.5,
+                      image_templates=["a {}", "{}", "a picture of a {}"], image_schedule=[[0, 0]],
+                      event_share=0.5, image_weight=1.0)
 #: words for the number of events in ``captions: count`` mode (``"a drum jumping twice"``)
 COUNT_WORDS = ("once", "twice", "three times")
 CAPTION_MODES = ("class", "count")
-TARGET_COHERENT = 0.9
+#: what an image caption says of its frame (index 0: not an event frame, 1: an event frame)
+IMAGE_STATES = ("", "struck ")
 STATE_FILE = "train_state.pt"
 
 
@@ -71,30 +78,34 @@ def load_config(path) -> dict:
     cfg["train"] = {**TRAIN_DEFAULTS, **(cfg.get("train") or {})}
     if cfg["train"]["captions"] not in CAPTION_MODES:
         raise ValueError(f"{path}: train.captions must be one of {CAPTION_MODES}, got {cfg['train']['captions']!r}")
+    if not 0.0 <= cfg["train"]["event_share"] <= 1.0:
+        raise ValueError(f"{path}: train.event_share must be a fraction in [0, 1]")
     cfg.setdefault("tokenizer_max_length", 48)
     return cfg
 
 
 def build_parts(cfg: dict):
-    """Trainable UNet, text encoder, tokenizer and the training noise scheduler from the recipe."""
-    from diffusers import DDPMScheduler, UNet3DConditionModel
+    """Trainable UNet, text encoder, tokenizer and the diffusion objective from the recipe."""
+    from diffusers import UNet3DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
+    from av_lightning.backbones.objective import DDPMObjective
     from av_lightning.backbones.tiny import TINY_SCHEDULER, char_tokenizer
 
     unet = UNet3DConditionModel(**cfg["unet"])
     text_encoder = CLIPTextModel(CLIPTextConfig(**cfg["text_encoder"]))
     max_len = min(cfg["tokenizer_max_length"], cfg["text_encoder"].get("max_position_embeddings", 77))
-    tokenizer = char_tokenizer(max_len)
-    scheduler = DDPMScheduler.from_config(dict(TINY_SCHEDULER, **cfg["scheduler"]))
-    return unet, text_encoder, tokenizer, scheduler
+    return unet, text_encoder, char_tokenizer(max_len), DDPMObjective(dict(TINY_SCHEDULER, **cfg["scheduler"]))
 
 
-def caption_texts(templates: Sequence[str], captions: str = "class") -> list[str]:
-    """Every training caption, in the row order of :func:`prompt_table`, plus ``""`` last.
+def caption_texts(templates: Sequence[str], captions: str = "class",
+                  image_templates: Sequence[str] = ()) -> list[str]:
+    """Every training caption, in the row order used by :func:`caption_rows`, plus ``""`` last.
 
     ``class``: row ``c * T + k`` is class c in template k. ``count`` appends, after those, row
     ``4 * T + (c * MAX_EVENTS + n - 1) * T + k``: class c jumping n times (``"a drum jumping twice"``).
+    Then the image captions, row ``V + (s * 4 + c) * Ti + k`` for image state s (:data:`IMAGE_STATES`)
+    in image template k, ``V`` the number of video captions.
     """
     if captions not in CAPTION_MODES:
         raise ValueError(f"captions must be one of {CAPTION_MODES}, got {captions!r}")
@@ -102,12 +113,14 @@ def caption_texts(templates: Sequence[str], captions: str = "class") -> list[str
     if captions == "count":
         texts += [t.format(f"{c} jumping {COUNT_WORDS[n]}") for c in CLASSES for n in range(MAX_EVENTS)
                   for t in templates]
+    texts += [t.format(w + c) for w in IMAGE_STATES for c in CLASSES for t in image_templates]
     return texts + [""]
 
 
-def prompt_table(tokenizer, templates: Sequence[str], captions: str = "class") -> tuple[torch.Tensor, torch.Tensor]:
+def prompt_table(tokenizer, templates: Sequence[str], captions: str = "class",
+                 image_templates: Sequence[str] = ()) -> tuple[torch.Tensor, torch.Tensor]:
     """Token ids of every caption of :func:`caption_texts` (the empty prompt last) and ``T`` as a tensor."""
-    prompts = caption_texts(templates, captions)
+    prompts = caption_texts(templates, captions, image_templates)
     ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
                     return_tensors="pt").input_ids
     return ids, torch.tensor(len(templates))
@@ -115,7 +128,7 @@ def prompt_table(tokenizer, templates: Sequence[str], captions: str = "class") -
 
 def caption_rows(label: torch.Tensor, events: torch.Tensor, T: int, captions: str, count_prob: float,
                  gen: torch.Generator) -> torch.Tensor:
-    """Rows of :func:`prompt_table` for a batch: a random phrasing of each clip's caption.
+    """Rows of :func:`prompt_table` for a batch of videos: a random phrasing of each clip's caption.
 
     In ``count`` mode a clip gets the caption with its number of events with probability
     ``count_prob``, else the plain class caption (so ``a {class}`` stays in the training prompts).
@@ -129,6 +142,31 @@ def caption_rows(label: torch.Tensor, events: torch.Tensor, T: int, captions: st
         use = torch.rand(B, generator=gen, device=label.device) < count_prob
         rows = torch.where(use, counted, rows)
     return rows
+
+
+def image_batch(n: int, gen: torch.Generator, event_share: float = 0.5) -> dict:
+    """``n`` single frames of fresh toy clips: an event frame with probability ``event_share``, else
+    any other frame of the clip (uniformly; every clip has both kinds).
+
+    Returns:
+        dict of ``frames`` uint8 ``(n, 1, 3, H, W)``, ``label`` long ``(n,)`` and ``state`` long
+        ``(n,)`` (1 for an event frame, 0 otherwise: the index into :data:`IMAGE_STATES`).
+    """
+    clips = toy_batch(n, gen)
+    events = clips["events"]  # (n, F) bool
+    want = (torch.rand(n, generator=gen, device=events.device) < event_share).long()
+    frame = torch.multinomial((events.long() == want[:, None]).float(), 1, generator=gen).squeeze(1)
+    frames = clips["frames"][torch.arange(n, device=events.device), frame]
+    return {"frames": frames[:, None], "label": clips["label"], "state": want}
+
+
+def image_batch_size(schedule: Sequence[Sequence[int]], step: int) -> int:
+    """The image batch at ``step`` from ``[[from_step, size], ...]`` (the last entry that has started)."""
+    size = 0
+    for start, n in sorted(schedule):
+        if step >= start:
+            size = int(n)
+    return size
 
 
 class EMA:
@@ -206,16 +244,35 @@ def _set_rng_state(gen: torch.Generator, state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _save_state(path: Path, **state) -> None:
+def _recipe_json(cfg: dict) -> str:
+    return json.dumps(cfg, sort_keys=True)
+
+
+def save_state(path: Path, **state) -> None:
+    """Write the train state atomically (a run killed while saving keeps the previous state)."""
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
-    os.replace(tmp, path)  # a run killed while saving keeps the previous state
+    os.replace(tmp, path)
+
+
+def load_state(path: Path, cfg: dict) -> dict:
+    """Read ``train_state.pt`` with ``weights_only=True``; refuse another recipe or an unsafe file."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ValueError(f"{path} cannot be loaded safely (it holds objects other than tensors, dicts and lists: "
+                         f"not a train state this trainer wrote); delete it or train into a new --out") from err
+    if not isinstance(state, dict) or "config" not in state:
+        raise ValueError(f"{path} is not a train state of this trainer; delete it or train into a new --out")
+    if state["config"] != _recipe_json(cfg):
+        raise ValueError(f"{path} was written with another recipe; use a new --out or the same --config")
+    return state
 
 
 def train_backbone(cfg: dict, out, steps: int, device: str = "cpu", resume: bool = False,
                    time_budget: Optional[float] = None, bf16: bool = False, log=print,
                    init: Optional[str] = None) -> dict:
-    """Train (or continue training) the toy backbone; returns a summary dict.
+    """Train (or continue training) the toy backbone; returns a summary dict (also ``OUT/recipe.json``).
 
     Args:
         cfg: recipe from :func:`load_config`.
@@ -227,8 +284,7 @@ def train_backbone(cfg: dict, out, steps: int, device: str = "cpu", resume: bool
         bf16: bfloat16 autocast (CUDA).
         log: print function.
         init: a saved backbone folder (diffusers layout, same recipe shapes) whose weights start a
-            new run, e.g. the shipped backbone for a fine-tune with other captions; ignored when
-            resuming.
+            new run; ignored when resuming.
     """
     start_time = time.time()
     tc = cfg["train"]
@@ -238,17 +294,20 @@ def train_backbone(cfg: dict, out, steps: int, device: str = "cpu", resume: bool
     if dev.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cudnn.benchmark = True
     torch.manual_seed(tc["seed"])
-    unet, text_encoder, tokenizer, scheduler = build_parts(cfg)
+    unet, text_encoder, tokenizer, objective = build_parts(cfg)
     unet.to(dev).train()
     text_encoder.to(dev).train()
-    if init is not None and not (resume and (out / STATE_FILE).is_file()):
+    state_path = out / STATE_FILE
+    resuming = resume and state_path.is_file()
+    state = load_state(state_path, cfg) if resuming else None  # before any other work: refuse early
+    if init is not None and not resuming:
         load_initial_weights(init, unet, text_encoder)
         log(f"initial weights from {init}")
-    ids, n_templates = prompt_table(tokenizer, tc["templates"], tc["captions"])
+    ids, n_templates = prompt_table(tokenizer, tc["templates"], tc["captions"], tc["image_templates"])
     ids = ids.to(dev)
-    T = int(n_templates)
+    T, Ti = int(n_templates), len(tc["image_templates"])
+    first_image_row = ids.shape[0] - 1 - len(IMAGE_STATES) * len(CLASSES) * Ti
     params = list(unet.parameters()) + list(text_encoder.parameters())
     opt = torch.optim.AdamW([
         {"params": list(unet.parameters()), "lr": tc["lr"]},
@@ -257,36 +316,36 @@ def train_backbone(cfg: dict, out, steps: int, device: str = "cpu", resume: bool
     base_lrs = [g["lr"] for g in opt.param_groups]
     ema = EMA(params, tc["ema_decay"])
     gen = torch.Generator(device=dev).manual_seed(tc["seed"])
-    alphas = scheduler.alphas_cumprod.to(dev)
-    prediction = scheduler.config.prediction_type
-    step, losses = 0, []  # losses: mean loss of each log interval
-    state_path = out / STATE_FILE
-    if resume and state_path.is_file():
-        # on the CPU: RNG states must stay CPU tensors; load_state_dict moves the rest to the device
-        state = torch.load(state_path, map_location="cpu", weights_only=False)
-        if state["config"] != cfg:
-            raise ValueError(f"{state_path} was written with another recipe; use a new --out or the same --config")
+    step, losses, image_losses = 0, [], []  # mean losses of each log interval
+    if state is not None:
         unet.load_state_dict(state["unet"])
         text_encoder.load_state_dict(state["text_encoder"])
         opt.load_state_dict(state["optimizer"])
         ema.load_state_dict(state["ema"])
         _set_rng_state(gen, state["rng"])
-        step, losses = state["step"], state.get("losses", [])
+        step, losses, image_losses = state["step"], state["losses"], state["image_losses"]
+        init = state["init"] or None
         log(f"resumed from {state_path} at step {step}")
     n_unet = sum(p.numel() for p in unet.parameters())
     n_text = sum(p.numel() for p in text_encoder.parameters())
     log(f"toy backbone: UNet {n_unet / 1e6:.2f}M + text encoder {n_text / 1e6:.2f}M parameters, all trainable; "
-        f"device {dev}, batch {tc['batch_size']}, {prediction}, bf16={bf16 and dev.type == 'cuda'}")
+        f"device {dev}, batch {tc['batch_size']} videos + images {tc['image_schedule']}, "
+        f"{objective.prediction_type}, bf16={bf16 and dev.type == 'cuda'}")
 
     def save() -> None:
-        _save_state(state_path, unet=unet.state_dict(), text_encoder=text_encoder.state_dict(),
-                    optimizer=opt.state_dict(), ema=ema.state_dict(), rng=_rng_state(gen), step=step,
-                    losses=losses, config=cfg)
+        save_state(state_path, unet=unet.state_dict(), text_encoder=text_encoder.state_dict(),
+                   optimizer=opt.state_dict(), ema=ema.state_dict(), rng=_rng_state(gen), step=step,
+                   losses=losses, image_losses=image_losses, config=_recipe_json(cfg), init=str(init or ""))
+        export_backbone(cfg, unet, text_encoder, ema, out)  # the EMA weights so far, readable while training runs
+
+    def drop(rows: torch.Tensor) -> torch.Tensor:
+        empty = torch.rand(rows.shape[0], generator=gen, device=dev) < tc["uncond_prob"]
+        return torch.where(empty, torch.full_like(rows, ids.shape[0] - 1), rows)
 
     B = tc["batch_size"]
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16 and dev.type == "cuda")
     t_log, step_log, stopped = time.time(), step, "steps"
-    loss_sum = torch.zeros((), device=dev)
+    loss_sum, image_sum = torch.zeros((), device=dev), torch.zeros((), device=dev)
     first_step = step
     while step < steps:
         if time_budget is not None and time.time() - start_time >= time_budget:
@@ -297,19 +356,24 @@ def train_backbone(cfg: dict, out, steps: int, device: str = "cpu", resume: bool
             g["lr"] = lr * lr_scale
         batch = toy_batch(B, gen)
         x0 = batch["frames"].permute(0, 2, 1, 3, 4).float() / 127.5 - 1.0  # (B, 3, F, H, W)
-        rows = caption_rows(batch["label"], batch["events"], T, tc["captions"], tc["count_prob"], gen)
-        drop = torch.rand(B, generator=gen, device=dev) < tc["uncond_prob"]
-        rows = torch.where(drop, torch.full_like(rows, ids.shape[0] - 1), rows)
-        noise = torch.randn(x0.shape, generator=gen, device=dev)
-        t = torch.randint(scheduler.config.num_train_timesteps, (B,), generator=gen, device=dev)
-        a = alphas[t].view(B, 1, 1, 1, 1)
-        noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
-        target = noise if prediction == "epsilon" else a.sqrt() * noise - (1 - a).sqrt() * x0
+        rows = drop(caption_rows(batch["label"], batch["events"], T, tc["captions"], tc["count_prob"], gen))
+        ex = objective.example(x0, gen)
+        n_img = image_batch_size(tc["image_schedule"], step)
         with autocast:
-            # every caption once (13 rows, 49 with counts), then gathered: no host sync, cheap
-            states = text_encoder(input_ids=ids).last_hidden_state[rows]
-            pred = unet(noisy, t, encoder_hidden_states=states).sample
-        loss = torch.nn.functional.mse_loss(pred.float(), target)
+            # every caption once (~50 rows), then gathered: no host sync, cheap
+            states = text_encoder(input_ids=ids).last_hidden_state
+            pred = unet(ex.noisy, ex.timesteps, encoder_hidden_states=states[rows]).sample
+            loss_video = torch.nn.functional.mse_loss(pred.float(), ex.target)
+            loss_image = torch.zeros((), device=dev)
+            if n_img:
+                img = image_batch(n_img, gen, tc["event_share"])
+                xi = img["frames"].permute(0, 2, 1, 3, 4).float() / 127.5 - 1.0  # (n, 3, 1, H, W)
+                k = torch.randint(Ti, (n_img,), generator=gen, device=dev)
+                img_rows = drop(first_image_row + (img["state"] * len(CLASSES) + img["label"]) * Ti + k)
+                exi = objective.example(xi, gen)
+                pred_i = unet(exi.noisy, exi.timesteps, encoder_hidden_states=states[img_rows]).sample
+                loss_image = torch.nn.functional.mse_loss(pred_i.float(), exi.target)
+        loss = loss_video + tc["image_weight"] * loss_image
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if tc["grad_clip"]:
@@ -317,171 +381,49 @@ def train_backbone(cfg: dict, out, steps: int, device: str = "cpu", resume: bool
         opt.step()
         ema.update(step)
         step += 1
-        loss_sum += loss.detach()  # summed on the device: no host sync per step
+        loss_sum += loss_video.detach()  # summed on the device: no host sync per step
+        image_sum += loss_image.detach()
         if step % tc["log_every"] == 0 or step == steps:
-            recent = float(loss_sum) / (step - step_log)
+            recent, recent_img = float(loss_sum) / (step - step_log), float(image_sum) / (step - step_log)
             rate = (step - step_log) / max(1e-9, time.time() - t_log)
             losses.append(recent)
+            image_losses.append(recent_img)
             loss_sum.zero_()
-            log(f"step {step}/{steps}  loss {recent:.4f}  {rate:.2f} steps/s  lr {opt.param_groups[0]['lr']:.2e}  "
+            image_sum.zero_()
+            log(f"step {step}/{steps}  video loss {recent:.4f}  image loss {recent_img:.4f} ({n_img} images)  "
+                f"{1 / max(rate, 1e-9):.2f} s/step  lr {opt.param_groups[0]['lr']:.2e}  "
                 f"elapsed {time.time() - start_time:.0f} s")
             t_log, step_log = time.time(), step
         if step % tc["save_every"] == 0:
             save()
-    save()
-    export_backbone(cfg, unet, text_encoder, ema, out)
-    elapsed = time.time() - start_time
     if step > step_log:  # the steps since the last log line
         losses.append(float(loss_sum) / (step - step_log))
+        image_losses.append(float(image_sum) / (step - step_log))
+    save()
+    elapsed = time.time() - start_time
     final = losses[-1] if losses else float("nan")
+    previous = {}
+    if resuming and (out / "recipe.json").is_file():
+        previous = json.loads((out / "recipe.json").read_text())
+    sittings = previous.get("sittings", []) + [{
+        "steps": [first_step, step], "seconds": round(elapsed, 1),
+        "seconds_per_step": round(elapsed / max(1, step - first_step), 3), "stopped_by": stopped,
+        "load_average": [round(x, 2) for x in os.getloadavg()]}]
     summary = {
         "command": "python -m av_lightning.toy.train_backbone " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
         "seed": tc["seed"], "steps": step, "steps_this_run": step - first_step, "stopped_by": stopped,
-        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else
+        f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)",
         "bf16": bool(bf16 and dev.type == "cuda"), "final_loss": final,
-        "first_loss": losses[0] if losses else float("nan"), "loss_curve": losses,
-        "seconds": round(elapsed, 1), "seconds_per_step": round(elapsed / max(1, step - first_step), 4),
-        "unet_parameters": n_unet, "text_encoder_parameters": n_text, "config": cfg,
+        "first_loss": losses[0] if losses else float("nan"), "loss_curve": losses, "image_loss_curve": image_losses,
+        "seconds": round(sum(s["seconds"] for s in sittings), 1), "seconds_per_step": sittings[-1]["seconds_per_step"],
+        "sittings": sittings, "unet_parameters": n_unet, "text_encoder_parameters": n_text, "config": cfg,
         "torch": torch.__version__, "init": str(init) if init else None,
     }
     (out / "recipe.json").write_text(json.dumps(summary, indent=2))
-    log(f"saved the EMA backbone to {out} after {step} steps ({stopped}); final loss {final:.4f}; "
+    log(f"saved the EMA backbone to {out} after {step} steps ({stopped}); final video loss {final:.4f}; "
         f"{summary['seconds_per_step']:.3f} s/step")
     return summary
-
-
-# ------------------------------------------------------------------------------------------------
-# quality gate
-
-
-def training_jump_rate(n: int = 512, seed: int = 1) -> float:
-    """Probe jumps per clip on ground-truth clips (what the backbone should reproduce)."""
-    from av_lightning.toy.probe import probe_summary
-
-    g = torch.Generator().manual_seed(seed)
-    batch = toy_batch(n, g)
-    return probe_summary(batch["frames"], batch["label"].tolist())["jumps_per_clip"]
-
-
-@torch.no_grad()
-def sample_backbone(backbone, prompts: Sequence[str], steps: int = 25, guidance_scale: float = 5.0, seed: int = 0,
-                    batch_size: int = 64) -> torch.Tensor:
-    """Text-only DDIM samples of a :class:`DiffusersT2V`: uint8 ``(len(prompts), F, 3, H, W)``."""
-    from av_lightning.data.toyworld import NUM_FRAMES, SIZE
-    from av_lightning.pipeline import make_scheduler, sample
-
-    uncond = backbone.encode_text([""])
-    g = torch.Generator().manual_seed(seed)
-    out = []
-    for i in range(0, len(prompts), batch_size):
-        chunk = list(prompts[i : i + batch_size])
-        cond = backbone.encode_text(chunk)
-        shape = (len(chunk), backbone.latent_channels, NUM_FRAMES, SIZE, SIZE)
-        latents = sample(backbone.denoise, make_scheduler(backbone.scheduler_config, "ddim"), cond, shape,
-                         uncond=uncond, steps=steps, guidance_scale=guidance_scale, generator=g, progress=False)
-        out.append(backbone.decode_latents(latents).cpu())
-    return torch.cat(out)
-
-
-def evaluate_backbone(path, n: int = 64, steps: Union[int, Sequence[int]] = 8, guidance_scale: float = 5.0,
-                      device: str = "cpu", seed: int = 0, report: Optional[str] = None,
-                      recipe: Optional[dict] = None) -> dict:
-    """The quality gate: sample ``n`` clips (classes in turn) and probe them.
-
-    Args:
-        steps: DDIM steps of the gate (8, the toy demo's sampling), or a list whose first entry is
-            the gate's and whose others are measured too and reported as ``by_steps`` (how the
-            backbone holds up under other samplers' step counts).
-
-    Returns:
-        dict with ``coherent_fraction`` (frames showing one object of the prompted class; gate
-        >= :data:`TARGET_COHERENT`), ``class_accuracy``, ``jumps_per_clip`` and
-        ``train_jumps_per_clip``, per-class figures, ``clips_with_jumps``, ``by_steps`` and
-        ``passed``. With ``report``, writes a markdown page there.
-    """
-    from av_lightning.backbones.diffusers_t2v import DiffusersT2V
-    from av_lightning.toy.probe import probe_summary, probe_video
-
-    t0 = time.time()
-    all_steps = [int(steps)] if isinstance(steps, int) else [int(s) for s in steps]
-    if not all_steps or min(all_steps) < 1:
-        raise ValueError(f"the gate needs one or more positive DDIM step counts, got {steps!r}")
-    backbone = DiffusersT2V(pretrained=str(path)).to(device)
-    labels = [CLASSES[i % len(CLASSES)] for i in range(n)]
-    prompts = [class_prompt(c) for c in labels]
-    videos = sample_backbone(backbone, prompts, all_steps[0], guidance_scale, seed)
-    result = probe_summary(videos, labels)
-    result["per_class"] = {c: probe_summary(videos[[i for i, y in enumerate(labels) if y == c]], [c] * labels.count(c))
-                           for c in CLASSES}
-    probes = [probe_video(v) for v in videos]
-    result["clips_with_jumps"] = float(np.mean([len(p.jumps) > 0 for p in probes]))
-    hist = np.zeros(videos.shape[1], dtype=int)
-    for p in probes:
-        for j in p.jumps:
-            hist[j] += 1
-    result["jump_frame_histogram"] = hist.tolist()
-    figures = ("coherent_fraction", "class_accuracy", "jumps_per_clip")
-    result["by_steps"] = {all_steps[0]: {k: result[k] for k in figures}}
-    for s in all_steps[1:]:
-        other = probe_summary(sample_backbone(backbone, prompts, s, guidance_scale, seed), labels)
-        result["by_steps"][s] = {k: other[k] for k in figures}
-    result["train_jumps_per_clip"] = training_jump_rate()
-    result.update(n=n, steps=all_steps[0], guidance_scale=guidance_scale, seed=seed, seconds=round(time.time() - t0, 1))
-    result["passed"] = result["coherent_fraction"] >= TARGET_COHERENT
-    if report:
-        write_report(report, path, result, recipe)
-    return result
-
-
-def write_report(report, path, result: dict, recipe: Optional[dict] = None) -> None:
-    """A markdown page with the gate's numbers and how they were produced."""
-    lines = [
-        "# Toy backbone: quality gate",
-        "",
-        f"Backbone: `{path}`. {result['n']} text-only samples (classes in turn), DDIM {result['steps']} steps, "
-        f"guidance {result['guidance_scale']}, seed {result['seed']}; read by the analytic probe "
-        "(`av_lightning/toy/probe.py`).",
-        "",
-        "| figure | value |",
-        "|---|---|",
-        f"| frames with one object of the prompted class (gate >= {TARGET_COHERENT}) | {result['coherent_fraction']:.3f} "
-        f"({'PASS' if result['passed'] else 'FAIL'}) |",
-        f"| frames whose object colour is the prompted class | {result['class_accuracy']:.3f} |",
-        f"| jumps per clip, samples | {result['jumps_per_clip']:.2f} |",
-        f"| jumps per clip, training clips | {result['train_jumps_per_clip']:.2f} |",
-        f"| clips with at least one jump | {result['clips_with_jumps']:.2f} |",
-        "",
-        "Per class:",
-        "",
-        "| class | one object of the class | class colour | jumps per clip |",
-        "|---|---|---|---|",
-    ]
-    for c, r in result["per_class"].items():
-        lines.append(f"| {c} | {r['coherent_fraction']:.3f} | {r['class_accuracy']:.3f} | {r['jumps_per_clip']:.2f} |")
-    lines += ["", f"Jump frames (histogram over frames 0..F-1): {result['jump_frame_histogram']}", ""]
-    if len(result.get("by_steps", {})) > 1:
-        lines += [
-            f"The same {result['n']} prompts and seed under other DDIM step counts (guidance {result['guidance_scale']}):",
-            "",
-            "| DDIM steps | one object of the prompted class | class colour | jumps per clip |",
-            "|---|---|---|---|",
-        ]
-        for s, r in result["by_steps"].items():
-            mark = " (the gate)" if int(s) == result["steps"] else ""
-            lines.append(f"| {s}{mark} | {r['coherent_fraction']:.3f} | {r['class_accuracy']:.3f} | {r['jumps_per_clip']:.2f} |")
-        lines.append("")
-    if recipe:
-        lines += [
-            "Training:", "",
-            f"- command: `{recipe.get('command', '')}`",
-            f"- device: {recipe.get('device')}, bf16: {recipe.get('bf16')}, seed: {recipe.get('seed')}",
-            f"- steps: {recipe.get('steps')} (stopped by {recipe.get('stopped_by')}), "
-            f"{recipe.get('seconds')} s, {recipe.get('seconds_per_step')} s/step",
-            f"- loss: first {recipe.get('first_loss', float('nan')):.4f}, final {recipe.get('final_loss', float('nan')):.4f}",
-            "",
-        ]
-    Path(report).parent.mkdir(parents=True, exist_ok=True)
-    Path(report).write_text("\n".join(lines))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
@@ -494,20 +436,17 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     parser.add_argument("--captions", choices=CAPTION_MODES, default=None,
                         help="override train.captions: 'class' (a drum) or 'count' (a drum jumping twice, half the time)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--time-budget", type=float, default=None, help="seconds of training, then save and stop")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CUDA)")
     parser.add_argument("--batch-size", type=int, default=None, help="override train.batch_size")
     parser.add_argument("--lr", type=float, default=None, help="override train.lr and train.text_lr")
     parser.add_argument("--seed", type=int, default=None, help="override train.seed")
-    parser.add_argument("--eval", action="store_true", help="run the quality gate after training")
-    parser.add_argument("--eval-only", action="store_true", help="only run the quality gate on OUT")
-    parser.add_argument("--eval-n", type=int, default=64, help="samples in the gate")
-    parser.add_argument("--eval-steps", type=int, nargs="+", default=[8, 25],
-                        help="DDIM steps in the gate (the first decides it; the toy demo samples with 8), then "
-                             "other step counts to report")
-    parser.add_argument("--guidance", type=float, default=5.0, help="CFG scale in the gate")
-    parser.add_argument("--report", default=None, help="markdown report of the gate (e.g. docs/results/toy_backbone.md)")
+    parser.add_argument("--eval", action="store_true", help="run the gates (a) and (b) after training")
+    parser.add_argument("--report", default=None, help="markdown report of the gates")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     cfg = load_config(args.config)
     for key, value in (("batch_size", args.batch_size), ("seed", args.seed)):
         if value is not None:
@@ -516,24 +455,14 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         cfg["train"]["lr"] = cfg["train"]["text_lr"] = args.lr
     if args.captions is not None:
         cfg["train"]["captions"] = args.captions
-    recipe = None
-    if not args.eval_only:
-        recipe = train_backbone(cfg, args.out, args.steps, args.device, args.resume, args.time_budget, args.bf16,
-                                init=args.init)
-    elif (Path(args.out) / "recipe.json").is_file():
-        recipe = json.loads((Path(args.out) / "recipe.json").read_text())
+    recipe = train_backbone(cfg, args.out, args.steps, args.device, args.resume, args.time_budget, args.bf16,
+                            init=args.init)
     result = {}
-    if args.eval or args.eval_only:
-        result = evaluate_backbone(args.out, args.eval_n, args.eval_steps, args.guidance, args.device,
-                                   report=args.report, recipe=recipe)
-        print(f"quality gate: one object of the prompted class in {result['coherent_fraction']:.3f} of frames "
-              f"(target >= {TARGET_COHERENT}: {'PASS' if result['passed'] else 'FAIL'}), class colour "
-              f"{result['class_accuracy']:.3f}, jumps/clip {result['jumps_per_clip']:.2f} "
-              f"(training {result['train_jumps_per_clip']:.2f}); {result['seconds']} s"
-              + (f"; report {args.report}" if args.report else ""))
-        if recipe is not None and not args.eval_only:
-            recipe["gate"] = {k: v for k, v in result.items() if k != "per_class"}
-            (Path(args.out) / "recipe.json").write_text(json.dumps(recipe, indent=2))
+    if args.eval:
+        from av_lightning.toy.backbone_gate import main as gate_main
+
+        result = gate_main(["--backbone", args.out, "--device", args.device]
+                           + (["--report", args.report] if args.report else []))
     return {"recipe": recipe, "gate": result}
 
 

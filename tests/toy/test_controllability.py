@@ -53,11 +53,16 @@ def test_short_fit_on_the_shipped_backbone():
     assert not torch.allclose(start.state, oracle.state)
     assert all(torch.equal(v, backbone.unet.state_dict()[k]) for k, v in frozen.items())
 
-    res = ctl.evaluate_oracle(backbone, oracle, n=4, sample_steps=2)
-    for key in ("event_recall", "chance_recall", "event_precision", "chance_precision", "class_accuracy"):
+    from av_lightning.toy.backbone_gate import held_out_clips
+
+    clips = held_out_clips(4)
+    res = ctl.evaluate_oracle(backbone, oracle, clips, steps=2)
+    for key in ("event_recall", "chance_event_recall", "event_exact_recall", "chance_event_exact_recall",
+                "flash_exact_recall", "jump_exact_precision", "class_accuracy"):
         assert 0.0 <= res[key] <= 1.0
-    with pytest.raises(ValueError, match="n >= 2"):
-        ctl.evaluate_oracle(backbone, oracle, n=1)
+    assert res["n"] == 4 and (res["av_align_empty"] > 0 or 0.0 <= res["av_align"] <= 1.0)
+    with pytest.raises(ValueError, match="two or more clips"):
+        ctl.evaluate_oracle(backbone, oracle, held_out_clips(1))
 
     # per-frame routing: a token change at one frame moves that frame's output the most
     sens = ctl.token_sensitivity(backbone, timesteps=(500,))

@@ -64,6 +64,32 @@ def test_object_jumps_up_on_event_frames():
     assert moved == clip["events"]
 
 
+def test_object_flashes_on_event_frames_only():
+    for seed in range(24):
+        clip = tw.toy_clip(seed)
+        colour = np.array(tw.COLOURS[clip["label"]], dtype=np.float64)
+        flashed = np.round(colour + tw.FLASH * (255 - colour))
+        for f, frame in enumerate(clip["frames"].numpy()):
+            pixels = frame.reshape(3, -1).T
+            want = flashed if f in clip["events"] else colour
+            # the object's pixels carry exactly the class colour, flashed on event frames
+            assert (np.abs(pixels - want).sum(axis=1) == 0).sum() >= 12, (seed, f)
+            assert not (np.abs(pixels - (colour if f in clip["events"] else flashed)).sum(axis=1) == 0).any()
+
+
+def test_a_world_of_another_version_is_refused(tmp_path):
+    tw.write_toy_world(tmp_path, num_train=1, num_test=1, progress=False)
+    assert tw.check_version(tmp_path)["version"] == tw.WORLD_VERSION
+    dm = tw.ToyWorldDataModule(str(tmp_path), batch_size=1, val_size=0)
+    dm.prepare_data()  # the current version is reused as it is
+    (tmp_path / tw.WORLD_FILE).write_text('{"version": 1}')
+    with pytest.raises(ValueError, match="version 1.*delete"):
+        dm.prepare_data()
+    (tmp_path / tw.WORLD_FILE).unlink()  # a world written before world.json existed
+    with pytest.raises(ValueError, match="without world.json"):
+        dm.prepare_data()
+
+
 def test_written_world_loads_through_the_datamodule(tmp_path):
     from av_lightning.data.datamodules import AudioVideoDataModule
 

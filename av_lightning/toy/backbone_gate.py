@@ -1,0 +1,294 @@
+"""The toy backbone's gates, in the order the adapter depends on them.
+
+(a) **Video coherence** (:func:`gate_video`): text-only samples (``a {class}``, classes in turn) with
+    the demo's sampler (DDIM 8 steps, guidance 5): the fraction of frames showing one object of the
+    prompted class (gate >= 0.9), with the flashes and jumps per clip beside the training data's.
+(b) **Image captions** (:func:`gate_images`): single frames (F = 1) sampled with ``a struck
+    {class}`` and ``a {class}``: the fraction showing one object of the right class that flashes
+    exactly when the caption says struck (gate >= 0.9 for each caption).
+(c) **Per-frame text, the oracle** (:func:`gate_frame_text`): held-out clips (the toy world's test
+    split, with their audio) sampled with one prompt per frame, ``a struck {class}`` on the clip's
+    event frames and ``a {class}`` elsewhere. The flash and the jump must both land on the exact
+    event frame for >= 0.8 of events, while the same count against another clip's events (chance)
+    stays <= 0.35; optical-flow peaks on the samples give AV-Align (paper) >= 0.7 against the
+    clip's audio. The same scores for tokens fitted from the ground-truth events are
+    :mod:`av_lightning.toy.controllability`.
+
+    python -m av_lightning.toy.backbone_gate [--backbone DIR] [--oracle-steps 300] --report docs/results/toy_backbone.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from av_lightning.data.toyworld import CLASSES, FPS, NUM_FRAMES, SAMPLE_RATE, SIZE, clip_seed, toy_batch, toy_clip
+from av_lightning.data.toyworld import prompt as class_prompt
+
+BARS = {"coherent": 0.9, "images": 0.9, "event_exact": 0.8, "chance": 0.35, "av_align": 0.7}
+
+
+def held_out_clips(n: int, world_seed: int = 0) -> dict:
+    """The first ``n`` test clips of the toy world of ``world_seed`` (the demo's clips), drawn in memory.
+
+    Returns:
+        dict of ``frames`` uint8 ``(n, F, 3, H, W)``, ``audio`` ``(n, S)``, ``label`` (n names),
+        ``events`` (n lists of event frames).
+    """
+    clips = [toy_clip(clip_seed(world_seed, "test", i), CLASSES[i % len(CLASSES)]) for i in range(n)]
+    return {"frames": torch.stack([c["frames"] for c in clips]), "audio": torch.stack([c["audio"] for c in clips]),
+            "label": [c["label"] for c in clips], "events": [c["events"] for c in clips]}
+
+
+@torch.no_grad()
+def sample_videos(backbone, cond: torch.Tensor, num_frames: int = NUM_FRAMES, steps: int = 8,
+                  guidance_scale: float = 5.0, seed: int = 0, batch_size: int = 64) -> torch.Tensor:
+    """DDIM samples for conditioning ``(B, N, d)`` or per-frame ``(B, F, N, d)``: uint8 ``(B, F, 3, H, W)``."""
+    from av_lightning.pipeline import sample
+
+    uncond = backbone.encode_text([""])
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for chunk in cond.split(batch_size):
+        shape = (chunk.shape[0], backbone.latent_channels, num_frames, SIZE, SIZE)
+        latents = sample(backbone.denoise, backbone.make_scheduler("ddim"), chunk, shape, uncond=uncond, steps=steps,
+                         guidance_scale=guidance_scale, generator=g, progress=False)
+        out.append(backbone.decode_latents(latents).cpu())
+    return torch.cat(out)
+
+
+def timing_scores(videos: torch.Tensor, clips: dict) -> dict:
+    """Probe figures against each clip's own events and against another clip's (chance), and AV-Align.
+
+    Returns :func:`~av_lightning.toy.probe.probe_summary` keys, the same keys prefixed ``chance_``
+    (events of the next clip in the batch, cyclically), and ``av_align`` (paper mode, mean over
+    clips with peaks) with ``av_align_empty`` (clips with no peak on either side).
+    """
+    from av_lightning.metrics.alignment import align_clips
+    from av_lightning.toy.probe import probe_summary
+
+    events = clips["events"]
+    own = probe_summary(videos, clips["label"], events)
+    other = probe_summary(videos, clips["label"], events[1:] + events[:1])
+    out = dict(own)
+    out.update({f"chance_{k}": v for k, v in other.items() if "recall" in k or "precision" in k})
+    aligned = align_clips(videos, clips["audio"], fps=FPS, sample_rate=SAMPLE_RATE, mode="paper")
+    scores = [c.score for c in aligned if not c.empty]
+    out["av_align"] = float(np.mean(scores)) if scores else float("nan")
+    out["av_align_empty"] = sum(c.empty for c in aligned)
+    return out
+
+
+def training_rates(n: int = 512, seed: int = 1) -> dict:
+    """Probe jumps and flashes per clip on ground-truth clips (what the backbone should reproduce)."""
+    from av_lightning.toy.probe import probe_summary
+
+    batch = toy_batch(n, torch.Generator().manual_seed(seed))
+    s = probe_summary(batch["frames"], batch["label"].tolist())
+    return {"jumps_per_clip": s["jumps_per_clip"], "flashes_per_clip": s["flashes_per_clip"]}
+
+
+def gate_video(backbone, n: int = 64, steps: int = 8, guidance_scale: float = 5.0, seed: int = 0) -> dict:
+    """Gate (a): text-only class prompts; coherence, class colour, flashes and jumps (module docstring)."""
+    from av_lightning.toy.probe import probe_summary, probe_video
+
+    labels = [CLASSES[i % len(CLASSES)] for i in range(n)]
+    videos = sample_videos(backbone, backbone.encode_text([class_prompt(c) for c in labels]), steps=steps,
+                           guidance_scale=guidance_scale, seed=seed)
+    out = probe_summary(videos, labels)
+    probes = [probe_video(v) for v in videos]
+    flashes = sum(len(p.flashes) for p in probes)
+    # does the video prior tie the look to the motion? flashes with a jump on the same frame
+    out["flashes_with_jump"] = sum(len(set(p.flashes) & set(p.jumps)) for p in probes) / max(1, flashes)
+    out["per_class"] = {c: probe_summary(videos[[i for i, y in enumerate(labels) if y == c]], [c] * labels.count(c))
+                        for c in CLASSES}
+    out["train"] = training_rates()
+    out.update(n=n, passed=out["coherent_fraction"] >= BARS["coherent"])
+    return out
+
+
+def gate_images(backbone, n: int = 64, steps: int = 8, guidance_scale: float = 5.0, seed: int = 0) -> dict:
+    """Gate (b): ``n`` images per caption kind; right class, one object, flashed iff struck."""
+    from av_lightning.toy.probe import FLASH_THRESHOLD, probe_frame
+
+    labels = [CLASSES[i % len(CLASSES)] for i in range(n)]
+    out = {"n": n}
+    for kind, word in (("struck", "struck "), ("plain", "")):
+        cond = backbone.encode_text([f"a {word}{c}" for c in labels])
+        frames = sample_videos(backbone, cond, num_frames=1, steps=steps, guidance_scale=guidance_scale, seed=seed)[:, 0]
+        probes = [probe_frame(f) for f in frames]
+        right = [p.cls == CLASSES.index(c) and p.coherent for p, c in zip(probes, labels)]
+        flashed = [p.cls is not None and p.flash >= FLASH_THRESHOLD for p in probes]
+        out[kind] = {"controlled": float(np.mean([r and f == (kind == "struck") for r, f in zip(right, flashed)])),
+                     "right_class": float(np.mean(right)), "flashed": float(np.mean(flashed)),
+                     "mean_flash": float(np.mean([p.flash for p in probes]))}
+    out["passed"] = min(out["struck"]["controlled"], out["plain"]["controlled"]) >= BARS["images"]
+    return out
+
+
+def frame_prompts(labels: Sequence[str], events: Sequence[Sequence[int]], num_frames: int = NUM_FRAMES) -> list[list[str]]:
+    """One prompt per frame: ``a struck {class}`` on event frames, ``a {class}`` elsewhere."""
+    return [[f"a struck {y}" if f in ev else f"a {y}" for f in range(num_frames)] for y, ev in zip(labels, events)]
+
+
+def timing_passed(r: dict) -> bool:
+    """The oracle's bars (module docstring, gate (c))."""
+    return (min(r["flash_exact_recall"], r["jump_exact_recall"], r["event_exact_recall"]) >= BARS["event_exact"]
+            and max(r["chance_flash_exact_recall"], r["chance_jump_exact_recall"]) <= BARS["chance"]
+            and r["av_align"] >= BARS["av_align"])
+
+
+def gate_frame_text(backbone, clips: dict, steps: int = 8, guidance_scale: float = 5.0, seed: int = 0) -> dict:
+    """Gate (c) with text: per-frame prompts from the clips' events, scored by :func:`timing_scores`."""
+    prompts = frame_prompts(clips["label"], clips["events"])
+    B, F = len(prompts), len(prompts[0])
+    cond = backbone.encode_text([p for row in prompts for p in row]).unflatten(0, (B, F))  # (B, F, N, d)
+    videos = sample_videos(backbone, cond, steps=steps, guidance_scale=guidance_scale, seed=seed)
+    out = timing_scores(videos, clips)
+    out.update(n=B, passed=timing_passed(out))
+    return out
+
+
+def _timing_rows(r: dict) -> list[str]:
+    return [
+        f"| flash on the exact event frame (recall) | {r['flash_exact_recall']:.3f} | {r['chance_flash_exact_recall']:.3f} |",
+        f"| jump on the exact event frame (recall) | {r['jump_exact_recall']:.3f} | {r['chance_jump_exact_recall']:.3f} |",
+        f"| flash and jump on the exact event frame | {r['event_exact_recall']:.3f} | {r['chance_event_exact_recall']:.3f} |",
+        f"| flashes on an event frame (exact precision) | {r['flash_exact_precision']:.3f} | {r['chance_flash_exact_precision']:.3f} |",
+        f"| jumps on an event frame (exact precision) | {r['jump_exact_precision']:.3f} | {r['chance_jump_exact_precision']:.3f} |",
+        f"| jump recall / precision (±1 frame) | {r['event_recall']:.3f} / {r['event_precision']:.3f} | "
+        f"{r['chance_event_recall']:.3f} / {r['chance_event_precision']:.3f} |",
+        f"| AV-Align (paper) with the clip's audio | {r['av_align']:.3f} | |",
+        f"| flashes / jumps per clip | {r['flashes_per_clip']:.2f} / {r['jumps_per_clip']:.2f} | |",
+        f"| class accuracy | {r['class_accuracy']:.3f} | |",
+    ]
+
+
+def timing_table(r: dict) -> list[str]:
+    """Markdown rows of :func:`timing_scores` output: own events against another clip's (chance)."""
+    return ["| | own events | another clip's events (chance) |", "|---|---|---|", *_timing_rows(r)]
+
+
+def _mark(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def write_report(path, backbone_path: str, a: dict, b: dict, c: dict, oracle: Optional[dict], settings: dict,
+                 recipe: Optional[dict] = None) -> None:
+    """The gates' markdown page (``docs/results/toy_backbone.md``)."""
+    tr = a["train"]
+    lines = [
+        "# Toy backbone: the gates", "",
+        f"Written by `python -m av_lightning.toy.backbone_gate {settings['argv']}` ({settings['seconds'] / 60:.1f} min "
+        f"on this machine's CPU, shared with other work). Backbone: `{backbone_path}`. Every sample: DDIM "
+        f"{settings['steps']} steps (the demo's sampler), guidance {settings['guidance']:g}, seed {settings['seed']}; "
+        "read by the analytic probe (`av_lightning/toy/probe.py`).", "",
+        f"## (a) Video coherence, text only: {_mark(a['passed'])}", "",
+        f"{a['n']} samples of `a {{class}}`, classes in turn.", "",
+        "| figure | samples | training clips |", "|---|---|---|",
+        f"| frames with one object of the prompted class (gate >= {BARS['coherent']}) | {a['coherent_fraction']:.3f} | 1.000 |",
+        f"| frames whose object colour is the prompted class | {a['class_accuracy']:.3f} | 1.000 |",
+        f"| jumps per clip | {a['jumps_per_clip']:.2f} | {tr['jumps_per_clip']:.2f} |",
+        f"| flashes per clip | {a['flashes_per_clip']:.2f} | {tr['flashes_per_clip']:.2f} |",
+        f"| flashes with a jump on the same frame | {a['flashes_with_jump']:.2f} | 1.00 |", "",
+        "| class | one object of the class | jumps per clip | flashes per clip |", "|---|---|---|---|",
+        *[f"| {k} | {v['coherent_fraction']:.3f} | {v['jumps_per_clip']:.2f} | {v['flashes_per_clip']:.2f} |"
+          for k, v in a["per_class"].items()], "",
+        f"## (b) Image captions control single frames: {_mark(b['passed'])}", "",
+        f"{b['n']} single frames (F = 1) per caption, classes in turn. Controlled: one object of the right class, "
+        f"flashed (flash fraction >= 0.3) exactly when the caption says struck (gate >= {BARS['images']} for each).", "",
+        "| caption | controlled | right class, one object | flashed | mean flash fraction |", "|---|---|---|---|---|",
+        *[f"| `a {w}{{class}}` | {b[k]['controlled']:.3f} | {b[k]['right_class']:.3f} | {b[k]['flashed']:.3f} | "
+          f"{b[k]['mean_flash']:.2f} |" for k, w in (("struck", "struck "), ("plain", ""))], "",
+        f"## (c) The oracle: per-frame text prompts: {_mark(c['passed'])}", "",
+        f"The first {c['n']} test clips of the toy world (the demo's), sampled with `a struck {{class}}` on their "
+        "event frames and `a {class}` on the others. Bars: flash, jump and both on the exact event frame >= "
+        f"{BARS['event_exact']} of events; chance (another clip's events) <= {BARS['chance']}; AV-Align >= "
+        f"{BARS['av_align']}. Ground truth scores 1.0 on every probe figure.", "",
+        *timing_table(c), "",
+    ]
+    if oracle is not None:
+        r, s = oracle["result"], oracle["settings"]
+        lines += [
+            f"## (c) The oracle: tokens fitted from ground-truth events: {_mark(timing_passed(r))}", "",
+            f"`av_lightning.toy.controllability` (mode `{s['mode']}`): {s['state_tokens']} learnt tokens per event "
+            "state (quiet, event frame, the frame after) and one per class, fitted by the adapter's denoising loss "
+            f"from the ground-truth events of fresh clips ({s['steps']} steps, batch {s['batch_size']}, lr {s['lr']:g}; "
+            f"final loss {oracle['final_loss']:.4f}), prompt `a <audio>`, then the same clips as above sampled with "
+            "their own events' tokens.", "",
+            *timing_table(r), "",
+        ]
+    if recipe:
+        lines += [
+            "## Training", "",
+            f"- command: `{recipe.get('command', '')}`; init: `{recipe.get('init')}`",
+            f"- device: {recipe.get('device')}; seed {recipe.get('seed')}; {recipe.get('steps')} steps in "
+            f"{len(recipe.get('sittings', []))} sitting(s), {recipe.get('seconds', 0) / 60:.0f} min",
+            f"- video loss: first {recipe.get('first_loss', float('nan')):.4f}, final "
+            f"{recipe.get('final_loss', float('nan')):.4f}; image loss per log interval: first "
+            f"{(recipe.get('image_loss_curve') or [float('nan')])[0]:.4f}, final "
+            f"{(recipe.get('image_loss_curve') or [float('nan')])[-1]:.4f}", "",
+        ]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text("\n".join(lines))
+
+
+def main(argv: Optional[Sequence[str]] = None) -> dict:
+    import json
+
+    from av_lightning.backbones.diffusers_t2v import DiffusersT2V
+    from av_lightning.toy.demo import backbone_path
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--backbone", default=None, help="diffusers folder (default: the shipped toy backbone)")
+    p.add_argument("--n", type=int, default=64, help="samples per gate")
+    p.add_argument("--steps", type=int, default=8, help="DDIM steps (the demo's)")
+    p.add_argument("--guidance", type=float, default=5.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--oracle-steps", type=int, default=0, help="also fit oracle tokens this many steps (0: skip)")
+    p.add_argument("--report", default=None, help="markdown report (e.g. docs/results/toy_backbone.md)")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    t0 = time.time()
+    path = args.backbone or backbone_path()
+    backbone = DiffusersT2V(pretrained=path).to(args.device)
+    kw = dict(steps=args.steps, guidance_scale=args.guidance, seed=args.seed)
+    a = gate_video(backbone, args.n, **kw)
+    print(f"(a) coherent {a['coherent_fraction']:.3f}, flashes/clip {a['flashes_per_clip']:.2f}, jumps/clip "
+          f"{a['jumps_per_clip']:.2f}, flashes with a jump {a['flashes_with_jump']:.2f}", flush=True)
+    b = gate_images(backbone, args.n, **kw)
+    print(f"(b) struck {b['struck']}, plain {b['plain']}", flush=True)
+    clips = held_out_clips(args.n)
+    c = gate_frame_text(backbone, clips, **kw)
+    print("(c) text: " + ", ".join(f"{k} {v:.3f}" for k, v in c.items() if isinstance(v, float)), flush=True)
+    oracle = None
+    if args.oracle_steps:
+        from av_lightning.toy import controllability as ctl
+
+        settings = dict(mode="class+state", steps=args.oracle_steps, batch_size=16, lr=1e-2, state_tokens=6)
+        tokens, losses = ctl.train_oracle(backbone, settings["mode"], args.oracle_steps, settings["batch_size"],
+                                          settings["lr"], state_tokens=settings["state_tokens"])
+        r = ctl.evaluate_oracle(backbone, tokens, clips, **kw)
+        oracle = {"result": r, "settings": settings, "final_loss": float(np.mean(losses[-50:]))}
+        print("(c) tokens: " + ", ".join(f"{k} {v:.3f}" for k, v in r.items() if isinstance(v, float)), flush=True)
+    recipe_path = Path(path) / "recipe.json"
+    recipe = json.loads(recipe_path.read_text()) if recipe_path.is_file() else None
+    if args.report:
+        shown = " ".join(argv if argv is not None else sys.argv[1:])
+        settings = dict(argv=shown, seconds=time.time() - t0, steps=args.steps, guidance=args.guidance, seed=args.seed)
+        write_report(args.report, args.backbone or "av_lightning/assets/toy_backbone", a, b, c, oracle, settings, recipe)
+        print(f"report: {args.report}")
+    return {"video": a, "images": b, "frame_text": c, "oracle": oracle}
+
+
+if __name__ == "__main__":
+    main()

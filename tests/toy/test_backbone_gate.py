@@ -1,0 +1,60 @@
+"""The backbone gates: their scores on ground truth and by hand, and a run on a tiny trained backbone."""
+
+from __future__ import annotations
+
+import torch
+
+from av_lightning.data import toyworld as tw
+from av_lightning.toy import backbone_gate as gate
+
+
+def test_held_out_clips_are_the_worlds_test_split():
+    clips = gate.held_out_clips(3, world_seed=2)
+    ref = tw.toy_clip(tw.clip_seed(2, "test", 1), tw.CLASSES[1])
+    assert torch.equal(clips["frames"][1], ref["frames"]) and torch.equal(clips["audio"][1], ref["audio"])
+    assert clips["label"] == ["drum", "bell", "clap"] and clips["events"][1] == ref["events"]
+
+
+def test_timing_scores_of_ground_truth_and_of_another_clips_frames():
+    clips = gate.held_out_clips(32)
+    own = gate.timing_scores(clips["frames"], clips)
+    for key in ("flash_exact_recall", "jump_exact_recall", "event_exact_recall", "flash_exact_precision"):
+        assert own[key] == 1.0, key
+    assert own["av_align"] > 0.95 and own["av_align_empty"] == 0
+    # chance: another clip's events share few exact frames with these clips' events
+    assert own["chance_event_exact_recall"] < 0.35
+    pairs = [(a, b) for a, b in zip(clips["events"], clips["events"][1:] + clips["events"][:1])]
+    by_hand = sum(len(set(a) & set(b)) for a, b in pairs) / sum(len(b) for _, b in pairs)
+    assert abs(own["chance_event_exact_recall"] - by_hand) < 1e-12
+    # frames of the next clip: timing no longer matches, the score falls to the chance figures
+    shifted = {**clips, "frames": torch.roll(clips["frames"], 1, dims=0)}
+    assert gate.timing_scores(shifted["frames"], clips)["event_exact_recall"] < 0.5
+
+
+def test_frame_prompts_name_the_event_frames():
+    rows = gate.frame_prompts(["drum", "bass"], [[2, 6], [10]], num_frames=12)
+    assert rows[0][2] == rows[0][6] == "a struck drum" and rows[0][3] == "a drum"
+    assert [f for f, p in enumerate(rows[1]) if "struck" in p] == [10] and len(rows[1]) == 12
+
+
+def test_gates_run_on_a_tiny_backbone_and_write_a_report(tmp_path):
+    from av_lightning.backbones.diffusers_t2v import DiffusersT2V
+    from av_lightning.toy.train_backbone import train_backbone
+    from tests.toy.test_train_backbone import TINY
+
+    out = tmp_path / "bb"
+    recipe = train_backbone(TINY, out, steps=1, device="cpu", log=lambda *a: None)
+    backbone = DiffusersT2V(pretrained=str(out))
+    kw = dict(steps=1, guidance_scale=5.0, seed=0)
+    a = gate.gate_video(backbone, 4, **kw)
+    b = gate.gate_images(backbone, 4, **kw)
+    c = gate.gate_frame_text(backbone, gate.held_out_clips(4), **kw)
+    assert 0 <= a["coherent_fraction"] <= 1 and set(a["per_class"]) == set(tw.CLASSES)
+    assert 1.5 < a["train"]["jumps_per_clip"] < 2.5 and a["train"]["flashes_per_clip"] == a["train"]["jumps_per_clip"]
+    assert set(b) >= {"struck", "plain", "passed"} and 0 <= b["struck"]["controlled"] <= 1
+    assert 0 <= c["event_exact_recall"] <= 1 and c["n"] == 4
+    report = tmp_path / "gate.md"
+    gate.write_report(report, str(out), a, b, c, None, dict(argv="", seconds=1.0, steps=1, guidance=5.0, seed=0),
+                      recipe)
+    text = report.read_text()
+    assert "(a) Video coherence" in text and "(b) Image captions" in text and "per-frame text prompts" in text
