@@ -36,3 +36,14 @@ def write_malicious_pickle(path, marker, payload: dict | None = None) -> None:
     for its usual keys would find them; a safe loader must refuse the file before ``marker`` exists.
     """
     torch.save({**(payload or {}), "trap": _CreatesFile(os.fspath(marker))}, os.fspath(path))
+
+
+class InterruptAt(pl.Callback):
+    """Raises ``KeyboardInterrupt`` (what Ctrl-C does) before training step ``step``."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
+        if trainer.global_step == self.step:
+            raise KeyboardInterrupt

@@ -39,7 +39,7 @@ def test_installed_scripts_fit_then_test(script, tmp_path):
     cfg = str(ROOT / "configs/tiny.yaml")
     root = f"--trainer.default_root_dir={tmp_path}/run"
     _run([exe, "fit", "--config", cfg, root, *FAST], tmp_path)
-    ckpts = sorted(Path(tmp_path, "run").rglob("*.ckpt"))
+    ckpts = sorted(Path(tmp_path).rglob("*.ckpt"))  # runs/tiny/checkpoints/last.ckpt under the working dir
     assert ckpts, "fit wrote no checkpoint"
     ckpt = torch.load(ckpts[-1], map_location="cpu", weights_only=False)
     assert all(k.startswith(("mapper.", "tokens.")) for k in ckpt["state_dict"])
@@ -49,7 +49,7 @@ def test_installed_scripts_fit_then_test(script, tmp_path):
 
 def test_python_dash_m_and_commands_listing(tmp_path):
     out = _run([sys.executable, "-m", "av_lightning", "commands"], tmp_path)
-    assert "av-lightning generate" in out.stdout
+    assert "av-lightning COMMAND" in out.stdout and "  generate " in out.stdout
 
 
 def test_two_process_ddp_ends_with_identical_weights(tmp_path):
@@ -93,3 +93,41 @@ def test_resume_from_mid_run_checkpoint_matches_uninterrupted_run(tmp_path):
     resumed = _fit(tmp_path / "c", max_steps=4, ckpt_path=str(mid[0]))
     for k in full:
         torch.testing.assert_close(resumed[k], full[k], rtol=0, atol=0)
+
+
+def _overlay(tmp_path, name, interrupt_at=None):
+    import yaml
+
+    callbacks = [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                  "init_args": {"dirpath": str(tmp_path / name / "checkpoints"), "every_n_train_steps": 4,
+                                "save_last": True, "save_on_exception": True}}]
+    if interrupt_at is not None:
+        callbacks.append({"class_path": "tests.helpers.InterruptAt", "init_args": {"step": interrupt_at}})
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({"trainer": {"default_root_dir": str(tmp_path / name), "logger": False,
+                                                "limit_val_batches": 0, "max_steps": 6, "callbacks": callbacks}}))
+    return ["fit", "--config", str(ROOT / "configs/tiny.yaml"), "--config", str(path), "--model.init_args.steps=1"]
+
+
+def test_ctrl_c_mid_epoch_then_resume_gives_the_uninterrupted_run(tmp_path):
+    """4 batches per epoch, max_steps 6: Ctrl-C before step 5 (epoch 1, batch 1) saves last.ckpt;
+    resuming from it trains exactly to step 6 and ends with the uninterrupted run's weights."""
+    import signal
+
+    from av_lightning.cli import cli_main
+
+    full = cli_main(_overlay(tmp_path, "full"))
+    assert full.trainer.global_step == 6
+    handler = signal.getsignal(signal.SIGINT)  # Lightning ignores Ctrl-C once it has handled one
+    try:
+        with pytest.raises(SystemExit):
+            cli_main(_overlay(tmp_path, "cut", interrupt_at=5))
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    last = tmp_path / "cut/checkpoints/last.ckpt"
+    assert torch.load(last, weights_only=True)["global_step"] == 5
+    resumed = cli_main(_overlay(tmp_path, "resumed") + [f"--ckpt_path={last}"])
+    assert resumed.trainer.global_step == 6
+    want, got = full.model.trainable_state_dict(), resumed.model.trainable_state_dict()
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], rtol=0, atol=0)

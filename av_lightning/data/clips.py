@@ -19,6 +19,7 @@ Start policy (:func:`clip_start`):
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -218,11 +219,13 @@ class ClipDataset(Dataset):
 
 
 class EpochSampler(DistributedSampler):
-    """A (distributed) shuffling sampler that tells the dataset the epoch.
+    """A (distributed) shuffling sampler that tells the dataset the epoch, and resumes mid-epoch.
 
     It yields ``epoch * len(dataset) + index`` so that random clip starts are seeded per epoch
     and index even inside persistent worker processes. Lightning calls :meth:`set_epoch` every
-    epoch and, since this is a ``DistributedSampler``, leaves it in place under DDP.
+    epoch and, since this is a ``DistributedSampler``, leaves it in place under DDP. After
+    :meth:`resume` it skips the indices that a run interrupted mid-epoch had already trained on,
+    so the resumed run sees exactly the batches the uninterrupted run would have.
     """
 
     def __init__(self, dataset: Dataset, shuffle: bool = True, seed: int = 0, drop_last: bool = False) -> None:
@@ -231,10 +234,63 @@ class EpochSampler(DistributedSampler):
         else:
             replicas, rank = 1, 0
         super().__init__(dataset, num_replicas=replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last)
+        self._resume: tuple[int, int] | None = None
+
+    def resume(self, epoch: int, samples: int) -> None:
+        """Skip the first ``samples`` indices (of this rank) of ``epoch``, once."""
+        self._resume = (int(epoch), int(samples))
 
     def __iter__(self):
         n = len(self.dataset)
-        return (self.epoch * n + int(i) for i in super().__iter__())
+        indices = list(super().__iter__())
+        if self._resume is not None:
+            epoch, skip = self._resume
+            self._resume = None
+            if epoch == self.epoch:
+                indices = indices[skip:]
+        return (self.epoch * n + int(i) for i in indices)
+
+
+def fit_progress(trainer) -> dict:
+    """Where a Lightning fit stands: ``{"epoch": e, "batches": k}``, k training steps of epoch e done.
+
+    This is what a DataModule stores in checkpoints (``state_dict``) so that a run resumed from a
+    mid-epoch checkpoint (``last.ckpt``, or one saved on Ctrl-C) can skip the batches already
+    trained on (:meth:`EpochSampler.resume`); Lightning's own loop counters say how far it got.
+    """
+    loop = trainer.fit_loop
+    return {"epoch": int(loop.epoch_progress.current.processed),
+            "batches": int(loop.epoch_loop.batch_progress.current.processed)}
+
+
+class ResumableFit:
+    """A LightningDataModule mixin: checkpoints hold :func:`fit_progress`, and the training sampler
+    built by :meth:`train_sampler` after a resume skips what was already trained on.
+
+    Lightning stores a DataModule's ``state_dict()`` in every checkpoint and hands it back to
+    ``load_state_dict`` before the dataloaders are built, so resuming from any mid-epoch
+    ``last.ckpt`` continues with exactly the batches an uninterrupted run would have seen.
+    """
+
+    _resume_state: dict | None = None
+
+    def state_dict(self) -> dict:
+        trainer = getattr(self, "trainer", None)
+        if trainer is None or trainer.state.fn != "fit":
+            return {}
+        return {"fit_progress": fit_progress(trainer)}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._resume_state = state_dict.get("fit_progress")
+
+    def train_sampler(self, dataset: Dataset, seed: int, batch_size: int) -> EpochSampler:
+        sampler = EpochSampler(dataset, shuffle=True, seed=seed)
+        if self._resume_state:
+            sampler.resume(self._resume_state["epoch"], self._resume_state["batches"] * batch_size)
+            self._resume_state = None
+            # Lightning warns that a plain DataLoader cannot resume mid-epoch; this sampler does.
+            warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch")
+        return sampler
 
 
 def resolve_path(root: str | Path, path: str | Path) -> Path:

@@ -42,7 +42,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zer
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from av_lightning.data.clips import ClipDataset, ClipRecord, ClipSpec, EpochSampler, resolve_path
+from av_lightning.data.clips import ClipDataset, ClipRecord, ClipSpec, ResumableFit, resolve_path
 from av_lightning.data.io import MediaError, NonFiniteAudioError, probe
 
 #: Accepted spellings of the manifest columns (first match wins).
@@ -124,7 +124,7 @@ def stable_rank(key: str) -> str:
     return hashlib.sha1(key.encode("utf-8")).hexdigest()
 
 
-class AudioVideoDataModule(pl.LightningDataModule):
+class AudioVideoDataModule(ResumableFit, pl.LightningDataModule):
     """Clips of F frames and their audio from the official layout (module docstring).
 
     Args:
@@ -487,7 +487,7 @@ class AudioVideoDataModule(pl.LightningDataModule):
 
     def _loader(self, name: str, train: bool) -> DataLoader:
         ds = self.dataset(name)
-        sampler = EpochSampler(ds, shuffle=train, seed=self.seed) if train else None
+        sampler = self.train_sampler(ds, self.seed, self.batch_size) if train else None
         return DataLoader(
             ds,
             batch_size=self.batch_size,

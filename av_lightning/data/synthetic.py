@@ -10,7 +10,9 @@ from typing import Optional
 
 import lightning.pytorch as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
+
+from av_lightning.data.clips import ResumableFit
 
 COLOURS = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (50, 80, 230), "yellow": (230, 210, 40)}
 
@@ -45,31 +47,14 @@ class SyntheticDataset(Dataset):
     def __len__(self) -> int:
         return len(self.clips)
 
-    def __getitem__(self, i: int) -> dict:
+    def __getitem__(self, key: int) -> dict:
+        i = int(key) % len(self.clips)  # EpochSampler keys are epoch * len + index
         c = self.clips[i]
         return {"frames": c["frames"], "audio": c["audio"], "label": c["label"], "id": f"synthetic_{i:04d}",
                 "start": 0.0}
 
 
-class EpochShuffleSampler(Sampler[int]):
-    """A permutation drawn from ``(seed, epoch)``: Lightning calls ``set_epoch``, so a resumed run
-    sees the same order as an uninterrupted one."""
-
-    def __init__(self, n: int, seed: int = 0):
-        self.n, self.seed, self.epoch = n, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __iter__(self):
-        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.n, generator=g).tolist())
-
-
-class SyntheticDataModule(pl.LightningDataModule):
+class SyntheticDataModule(ResumableFit, pl.LightningDataModule):
     """In-memory synthetic clips; batches follow the project's batch contract.
 
     Args:
@@ -98,7 +83,7 @@ class SyntheticDataModule(pl.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         ds = self.splits[split]
-        sampler = EpochShuffleSampler(len(ds), self.hparams.seed) if shuffle else None
+        sampler = self.train_sampler(ds, self.hparams.seed, self.hparams.batch_size) if shuffle else None
         return DataLoader(ds, batch_size=self.hparams.batch_size, sampler=sampler,
                           num_workers=self.hparams.num_workers, drop_last=False)
 
