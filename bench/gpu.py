@@ -7,9 +7,11 @@
 - sampling 24 frames with 25 DDIM steps and classifier-free guidance, audio-conditioned against
   the stock text-conditioned loop (same UNet, scheduler and steps), latents only (no VAE decode).
 
-Skipped cleanly without a GPU. Writes docs/results/gpu.md (with the card's name):
+Skipped cleanly without a GPU. Writes the zeroscope section of docs/results/gpu.md (with the card's
+name; a smoke run writes only where --out says):
 
     python bench/gpu.py [--out docs/results/gpu.md] [--smoke]   # --smoke: tiny shapes, any device
+    python -m bench.gpu --wan [...]   # the Wan 2.1 T2V 1.3B section instead (bench/gpu_wan.py)
 """
 
 from __future__ import annotations
@@ -124,8 +126,14 @@ def sample_rows(model, device, latent: int, steps: int) -> list[list]:
 
 
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--wan" in argv:
+        from bench.gpu_wan import main as wan_main
+
+        return wan_main([x for x in argv if x != "--wan"])
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="docs/results/gpu.md")
+    p.add_argument("--wan", action="store_true", help="the Wan 2.1 section (options: --wan --help)")
+    p.add_argument("--out", default=None, help="results page [default: docs/results/gpu.md; none with --smoke]")
     p.add_argument("--smoke", action="store_true", help="tiny shapes (checks the script on any device)")
     p.add_argument("--steps", type=int, default=25)
     p.add_argument("--repeat", type=int, default=3)
@@ -157,7 +165,12 @@ def main(argv=None) -> int:
         + f"\n\n## Sampling 24 frames, {a.steps} DDIM steps, CFG 9 (latents; VAE decode not included)\n\n"
         + table(["loop", "seconds", "peak GiB", "ratio to stock"], samp)
     )
-    report(a.out, "Full-size GPU costs", body)
+    from bench.gpu_wan import write_section
+
+    text = report(None, "Full-size GPU costs", body)
+    out = a.out or (None if a.smoke else "docs/results/gpu.md")
+    if out:
+        write_section(out, "zeroscope", text)
     return 0
 
 
