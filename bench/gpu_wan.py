@@ -2,7 +2,8 @@
 
 Transformer 12 heads × 128, 30 layers; umT5-XXL text encoder (24 layers, 4096 wide); the Wan VAE;
 480×832 (60×104 latents), F frames (default 81 = 21 latent frames at 16 fps, 5.06 s), bf16 frozen
-parts, activation checkpointing in every transformer block. For each text mode (``text_encoder``:
+parts (the VAE in float32, as configs/model/wan_1_3b.yaml; unused with cached latents), activation
+checkpointing in every transformer block. For each text mode (``text_encoder``:
 tokens injected into umT5; ``direct``: tokens as cross-attention rows):
 
 - the adapter's training step at batch 1 (cached latents + BEATs states; AdamW step included)
@@ -106,7 +107,7 @@ def build(mode: str, smoke: bool, device: torch.device, frames: int):
     torch.manual_seed(0)
     dtype = "bfloat16" if device.type == "cuda" else "float32"
     with device:
-        backbone = WanT2V(**parts(smoke), text_mode=mode, dtype=dtype, vae_dtype=dtype, gradient_checkpointing=True)
+        backbone = WanT2V(**parts(smoke), text_mode=mode, dtype=dtype, vae_dtype="float32", gradient_checkpointing=True)
         d = backbone.text_width
         model = AudioToVideo(backbone, CachedStatesEncoder(),
                              AudioMapper(BEATS_LAYERS * BEATS_WIDTH, 64 if smoke else 2304, d, depth=4),
@@ -232,7 +233,8 @@ def main(argv=None) -> int:
         "random weights in Wan2.1-T2V-1.3B's shapes"
     dtype = "bf16" if device.type == "cuda" else "float32"
     body = (f"Device: {machine(device)}. {what[0].upper() + what[1:]}, {frames} frames at {H}×{W} "
-            f"({1 + (frames - 1) // 4} latent frames), {dtype} frozen parts, activation checkpointing.\n\n"
+            f"({1 + (frames - 1) // 4} latent frames), {dtype} transformer and umT5, float32 VAE, activation "
+            "checkpointing.\n\n"
             + "\n\n".join(sections))
     text = report(None, "Wan 2.1 T2V 1.3B", body).replace("# Wan", "## Wan", 1)
     out = a.out or (None if a.smoke else "docs/results/gpu.md")
