@@ -1,15 +1,18 @@
-"""``make ablation``: the paper's Tables 2-4 as config overlays over one base config.
+"""``make ablation``: the paper's Tables 2-4 as config overlays over one base config, over seeds.
 
 Each ``configs/ablation/*.yaml`` holds only the keys it changes (conditioning text / audio /
-text+audio; ``vec`` or 1-5 window scales; a 2- or 4-layer mapper). For every overlay this trains
-the adapter with ``base + overlay`` through the project's LightningCLI (short: ``--max-steps`` /
-``--max-time`` per run; nothing trains for text-only conditioning), samples the first
-``--num-test`` test clips with a fixed seed in the run's conditioning mode and scores AV-Align
-(paper mode) and, on the toy world, the probe's class accuracy and jump timing. The table and a
-PNG plot go to ``docs/results/ablation.md``, rewritten after every run, so an interrupted sweep
-leaves what finished.
+text+audio; ``vec`` or 1-5 window scales; a 2- or 4-layer mapper). For every overlay and every
+seed this trains the adapter with ``base + overlay`` through the project's LightningCLI for a fixed
+number of steps (``--max-steps``; nothing trains for text-only conditioning), samples the first
+``--num-test`` test clips in the run's conditioning mode and scores AV-Align (paper mode) and, on
+the toy world, the probe's class accuracy and event timing. An overlay whose every key already
+has that value in the base (on the toy base: ``win5``, ``mapper4`` and ``cond_audio`` are the base
+itself) is trained once per seed and its row shared. Rows are means ± standard deviations over
+the seeds (the seed of the adapter's initialisation, its training noise and the sampling noise).
+The table and a PNG with error bars go to ``docs/results/ablation.md``, rewritten after every
+run, so an interrupted sweep leaves what finished.
 
-    python -m av_lightning.toy.ablation --config configs/toy.yaml [--only win1 win5] [--max-steps 40]
+    python -m av_lightning.toy.ablation --config configs/toy.yaml [--only win1 win5] [--seeds 0 1 2]
     make ablation CONFIG=configs/vggsound.yaml      # the same overlays on a real dataset
 """
 
@@ -17,13 +20,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
+import yaml
 
 from av_lightning.toy.demo import REPO, align, backbone_path, load_average, test_clips
 
@@ -41,22 +45,40 @@ OVERLAYS = [
     ("mapper2", "Table 4: mapper", "2 layers"),
     ("mapper4", "Table 4: mapper", "4 layers"),
 ]
-# run order: the overlays that equal the toy base (win5, mapper4 = cond_audio there) go last, so a
-# sweep cut short by time still has every distinct variant
-RUN_ORDER = ["cond_text", "cond_audio", "cond_text_audio", "vec", "win1", "mapper2", "win2", "win3", "win4",
-             "win5", "mapper4"]
+RUN_ORDER = [o for o, _, _ in OVERLAYS]
 TOY_BACKBONE = "av_lightning/assets/toy_backbone"
+#: figures averaged over seeds (when measured)
+FIGURES = ("av_align", "class_accuracy", "event_exact_recall", "jump_exact_recall", "flash_exact_recall",
+           "event_recall", "event_precision")
 
 
-def run_one(base: str, overlay: Path, name: str, args, log_root: str) -> dict:
-    """Train (unless nothing trains) and evaluate one overlay; returns the row's figures."""
+def _leaves(tree, prefix: tuple = ()) -> dict:
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    out = {}
+    for k, v in tree.items():
+        out.update(_leaves(v, prefix + (k,)))
+    return out
+
+
+def is_base(base: str, overlay: Path) -> bool:
+    """Whether every key the overlay sets already has that value in the base config (a no-op)."""
+    have = _leaves(yaml.safe_load(Path(base).read_text()) or {})
+    want = _leaves(yaml.safe_load(Path(overlay).read_text()) or {})
+    return all(have.get(k, object()) == v for k, v in want.items())
+
+
+def run_one(base: str, overlay: Path, name: str, seed: int, args, log_root: str) -> dict:
+    """Train (unless nothing trains) and evaluate one overlay with one seed; returns the run's figures."""
     from av_lightning.cli import cli_main
 
-    is_toy = TOY_BACKBONE in Path(base).read_text()
-    minutes, seconds = int(args.max_time), round((args.max_time % 1) * 60)
-    over = [f"--trainer.max_steps={args.max_steps}", f"--trainer.max_time=00:00:{minutes:02d}:{seconds:02d}"]
-    if "TensorBoardLogger" in Path(base).read_text():  # one log folder per overlay
-        over += [f"--trainer.logger.init_args.save_dir={log_root}", f"--trainer.logger.init_args.name={name}"]
+    text = Path(base).read_text()
+    is_toy = TOY_BACKBONE in text
+    over = [f"--trainer.max_steps={args.max_steps}", f"--seed_everything={seed}", f"--model.init_args.seed={seed}"]
+    if args.device:
+        over.append(f"--trainer.accelerator={args.device}")
+    if "TensorBoardLogger" in text:  # one log folder per overlay and seed
+        over += [f"--trainer.logger.init_args.save_dir={log_root}", f"--trainer.logger.init_args.name={name}_s{seed}"]
     if is_toy:
         over.append(f"--model.init_args.backbone.init_args.pretrained={backbone_path()}")
     configs = ["--config", base, "--config", str(overlay)]
@@ -71,86 +93,112 @@ def run_one(base: str, overlay: Path, name: str, args, log_root: str) -> dict:
     H, W = clips["frames"].shape[-2:]
     t1 = time.time()
     model.eval()
-    videos = model.generate({"audio": clips["audio"], "label": list(clips["label"])}, H, W, mode=mode,
-                            steps=args.sample_steps, guidance_scale=args.guidance, seed=args.seed)
+    videos = model.sample({"audio": clips["audio"], "label": list(clips["label"])}, mode, height=H, width=W,
+                          steps=args.sample_steps, guidance_scale=args.guidance, seed=seed)
     fps, sr = model.hparams.fps, model.hparams.sample_rate
-    row = {"overlay": name, "mode": mode, "steps": trainer.global_step, "train_s": round(t_fit),
-           "sample_s": round(time.time() - t1), **align(videos, clips["audio"], fps, sr)}
+    row = {"overlay": name, "seed": seed, "mode": mode, "steps": trainer.global_step, "train_s": round(t_fit),
+           "sample_s": round(time.time() - t1), **align(videos.cpu(), clips["audio"], fps, sr)}
     if is_toy:
         from av_lightning.toy.probe import probe_summary
 
-        row.update(probe_summary(videos, clips["label"], clips["events"]))
+        row.update(probe_summary(videos.cpu(), clips["label"], clips["events"]))
     return row
 
 
-def fmt(v) -> str:
-    return f"{v:.3f}" if isinstance(v, float) else str(v)
+def aggregate(runs: list[dict]) -> list[dict]:
+    """One row per overlay: mean and (population) standard deviation of :data:`FIGURES` over its seeds."""
+    by: dict[str, list[dict]] = {}
+    for r in runs:
+        by.setdefault(r["overlay"], []).append(r)
+    rows = []
+    for name, rs in by.items():
+        row = {"overlay": name, "seeds": [r["seed"] for r in rs], "steps": rs[0]["steps"],
+               "train_s": round(float(np.mean([r["train_s"] for r in rs]))),
+               "sample_s": round(float(np.mean([r["sample_s"] for r in rs]))), "shared_with": rs[0].get("shared_with")}
+        for key in FIGURES:
+            vals = [r[key] for r in rs if key in r and r[key] == r[key]]  # drop NaN (no peaks anywhere)
+            if vals:
+                row[key], row[f"{key}_std"] = float(np.mean(vals)), float(np.std(vals))
+        rows.append(row)
+    return rows
 
 
 def plot(rows: list[dict], path: Path) -> Path:
-    """Horizontal bars of AV-Align (and class accuracy when measured) per overlay, drawn with PIL."""
+    """Horizontal bars of mean AV-Align (and class accuracy) per overlay with ±1 std error bars (PIL)."""
     from PIL import Image, ImageDraw
 
-    bar_w, label_w, row_h = 300, 130, 22
-    img = Image.new("RGB", (label_w + bar_w + 70, 30 + row_h * len(rows) + 10), "white")
+    bar_w, label_w, row_h = 300, 130, 26
+    img = Image.new("RGB", (label_w + bar_w + 110, 30 + row_h * len(rows) + 10), "white")
     d = ImageDraw.Draw(img)
-    d.text((4, 4), "AV-Align (blue, value at right) and class accuracy (orange), scale 0..1", fill="black")
+    d.text((4, 4), "AV-Align (blue) and class accuracy (orange), mean ± std over seeds, 0..1", fill="black")
     for i, r in enumerate(rows):
         y = 30 + i * row_h
-        d.text((4, y + 4), r["label"], fill="black")
+        d.text((4, y + 6), r["label"], fill="black")
+        h = (row_h - 6) // 2
         for j, (key, colour) in enumerate((("av_align", (60, 110, 220)), ("class_accuracy", (240, 150, 40)))):
             v = r.get(key)
-            if v is None or math.isnan(v):
+            if v is None:
                 continue
-            h = (row_h - 6) // 2
-            d.rectangle([label_w, y + j * h, label_w + int(bar_w * max(0.0, min(1.0, v))), y + (j + 1) * h - 1], fill=colour)
+            top, bottom = y + j * h, y + (j + 1) * h - 1
+            d.rectangle([label_w, top, label_w + int(bar_w * max(0.0, min(1.0, v))), bottom], fill=colour)
+            s = r.get(f"{key}_std", 0.0)
+            lo, hi = (label_w + int(bar_w * max(0.0, min(1.0, x))) for x in (v - s, v + s))
+            mid = (top + bottom) // 2
+            d.line([lo, mid, hi, mid], fill="black")
+            d.line([lo, top, lo, bottom], fill="black")
+            d.line([hi, top, hi, bottom], fill="black")
             if j == 0:
-                d.text((label_w + bar_w + 6, y + 4), f"{v:.2f}", fill="black")
+                d.text((label_w + bar_w + 6, y + 6), f"{v:.2f} ± {s:.2f}", fill="black")
         d.line([label_w, 28, label_w, 30 + row_h * len(rows)], fill="black")
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path)
     return path
 
 
-def write_report(rows: list[dict], args, base: str, started: str, load0: str, report: Path, pending: list[str]) -> None:
+def _pm(r: dict, key: str) -> str:
+    return f"{r[key]:.3f} ± {r[f'{key}_std']:.3f}" if key in r else "–"
+
+
+def write_report(runs: list[dict], args, base: str, started: str, load0: str, report: Path, pending: list[str]) -> None:
     labels = {o: (t, lab) for o, t, lab in OVERLAYS}
     order = {o: i for i, (o, _, _) in enumerate(OVERLAYS)}
-    rows = sorted(rows, key=lambda r: order.get(r["overlay"], len(order)))
+    rows = sorted(aggregate(runs), key=lambda r: order.get(r["overlay"], len(order)))
     for r in rows:
         r["table"], r["label"] = labels.get(r["overlay"], ("other", r["overlay"]))
     png = plot(rows, report.with_suffix(".png"))
     has_probe = any("class_accuracy" in r for r in rows)
-    head = "| table | row | overlay | AV-Align | clips w/o peaks |" + (
-        " class accuracy | jump recall (±1) | jump precision (±1) |" if has_probe else "") + " steps | train s | sample s |"
+    head = "| table | row | overlay | AV-Align |" + (
+        " class accuracy | flash and jump on the event frame | jump recall (±1) |" if has_probe else "") + " steps | train s | sample s |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
-        probe = (f" {fmt(r.get('class_accuracy'))} | {fmt(r.get('event_recall'))} | {fmt(r.get('event_precision'))} |"
-                 if has_probe else "")
-        lines.append(f"| {r['table']} | {r['label']} | `{r['overlay']}` | {fmt(r['av_align'])} | {r['av_align_empty']} |"
-                     f"{probe} {r['steps']} | {r['train_s']} | {r['sample_s']} |")
+        probe = f" {_pm(r, 'class_accuracy')} | {_pm(r, 'event_exact_recall')} | {_pm(r, 'event_recall')} |" if has_probe else ""
+        shared = f" (= `{r['shared_with']}`)" if r.get("shared_with") else ""
+        lines.append(f"| {r['table']} | {r['label']} | `{r['overlay']}`{shared} | {_pm(r, 'av_align')} |{probe} "
+                     f"{r['steps']} | {r['train_s']} | {r['sample_s']} |")
     status = ("all overlays finished" if not pending else
               f"**partial**: not run (the sweep stopped before them): {', '.join(f'`{p}`' for p in pending)}")
     argv = " ".join(args.argv)
     report.write_text(f"""# Ablations (paper Tables 2-4)
 
 Written by `make ablation` (`python -m av_lightning.toy.ablation {argv}`), base config `{base}`,
-one overlay of `configs/ablation/` at a time. Each run: at most {args.max_steps} training steps or
-{args.max_time} min (whichever comes first; text-only conditioning trains nothing), then the first
-{args.num_test} test clips sampled with seed {args.seed}, DDIM {args.sample_steps} steps, guidance
+one overlay of `configs/ablation/` at a time, seeds {', '.join(map(str, args.seeds))}. Each run:
+{args.max_steps} training steps (text-only conditioning trains nothing), then the first
+{args.num_test} test clips sampled with the run's seed, DDIM {args.sample_steps} steps, guidance
 {args.guidance}. AV-Align is paper mode (SuperFlux + Horn–Schunck), mean over clips with peaks;
-class accuracy and jump timing come from the toy world's analytic probe. Status: {status}.
+class accuracy and event timing (flash and jump on the exact event frame; jumps within ±1 frame)
+come from the toy world's analytic probe. Each cell: mean ± standard deviation over the seeds.
+An overlay marked (= `x`) sets only values the base already has: its runs are `x`'s. Status: {status}.
 
 {chr(10).join(lines)}
 
 ![ablation]({png.name})
 
-Started {started} UTC; load average at the start {load0}, at the last write {load_average()} (2 CPU cores).
-Runs are short (see the steps column), so differences of a few hundredths are within the noise of
-{args.num_test} clips; the figures show whether each variant trains at all, not the paper's ordering.
+Started {started} UTC; load average at the start {load0}, at the last write {load_average()} (2 CPU
+cores shared with other work: the seconds columns are noisy).
 
-Raw rows (JSON): `{os.path.relpath(report.with_suffix('.json'), REPO)}`.
+Raw runs (JSON): `{os.path.relpath(report.with_suffix('.json'), REPO)}`.
 """)
-    report.with_suffix(".json").write_text(json.dumps(rows, indent=1, default=str))
+    report.with_suffix(".json").write_text(json.dumps({"rows": rows, "runs": runs}, indent=1, default=str))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -158,12 +206,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--config", default=str(REPO / "configs/toy.yaml"), help="base LightningCLI YAML")
     p.add_argument("--overlays", default=str(REPO / "configs/ablation"), help="folder of overlays")
     p.add_argument("--only", nargs="+", default=None, help="overlay names to run (default: all, paper order)")
-    p.add_argument("--max-steps", type=int, default=40, help="training steps per run")
-    p.add_argument("--max-time", type=float, default=3.0, help="training minutes per run (a cap for loaded machines; the steps bind on a quiet one)")
-    p.add_argument("--num-test", type=int, default=16, help="test clips per run")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one run per seed and overlay")
+    p.add_argument("--max-steps", type=int, default=150, help="training steps per run")
+    p.add_argument("--num-test", type=int, default=32, help="test clips per run")
     p.add_argument("--sample-steps", type=int, default=8, help="DDIM steps")
     p.add_argument("--guidance", type=float, default=5.0, help="CFG scale")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--device", default=None, help="trainer accelerator (default: the config's; e.g. cuda)")
     p.add_argument("--report", default=str(REPO / "docs/results/ablation.md"), help="markdown report")
     p.add_argument("--log-root", default="runs/ablation", help="TensorBoard logs")
     args = p.parse_args(argv)
@@ -174,13 +222,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     if missing:
         raise SystemExit(f"overlays not found in {folder}: {missing}")
     started, load0 = time.strftime("%Y-%m-%d %H:%M", time.gmtime()), load_average()
-    rows: list[dict] = []
+    runs: list[dict] = []
     report = Path(args.report)
-    for i, name in enumerate(names):
-        print(f"[{i + 1}/{len(names)}] {name}: {args.config} + {folder / name}.yaml", flush=True)
-        rows.append(run_one(args.config, folder / f"{name}.yaml", name, args, args.log_root))
-        print(f"  {json.dumps(rows[-1])}", flush=True)
-        write_report(rows, args, os.path.relpath(args.config, REPO), started, load0, report, names[i + 1:])
+    base_runs: dict[int, dict] = {}  # seed -> the run of the first no-op overlay
+    jobs = [(name, seed) for name in names for seed in args.seeds]
+    for i, (name, seed) in enumerate(jobs):
+        overlay = folder / f"{name}.yaml"
+        noop = is_base(args.config, overlay)
+        if noop and seed in base_runs:
+            runs.append({**base_runs[seed], "overlay": name, "shared_with": base_runs[seed]["overlay"]})
+            print(f"[{i + 1}/{len(jobs)}] {name} seed {seed}: the base config itself; shares {base_runs[seed]['overlay']}",
+                  flush=True)
+        else:
+            print(f"[{i + 1}/{len(jobs)}] {name} seed {seed}: {args.config} + {overlay}", flush=True)
+            runs.append(run_one(args.config, overlay, name, seed, args, args.log_root))
+            if noop:
+                base_runs[seed] = runs[-1]
+            print(f"  {json.dumps(runs[-1])}", flush=True)
+        pending = [f"{n} (seed {s})" for n, s in jobs[i + 1:]]
+        write_report(runs, args, os.path.relpath(args.config, REPO), started, load0, report, pending)
         torch.manual_seed(0)
     print(f"results: {report} and {report.with_suffix('.png')}; logs: {args.log_root}")
     return 0

@@ -1,0 +1,38 @@
+"""The ablation sweep's bookkeeping: which overlays are the base itself, and means ± std over seeds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from av_lightning.toy import ablation
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_noop_overlays_on_the_toy_base():
+    base = str(REPO / "configs/toy.yaml")
+    folder = REPO / "configs/ablation"
+    noop = {o for o in ablation.RUN_ORDER if ablation.is_base(base, folder / f"{o}.yaml")}
+    assert noop == {"cond_audio", "win5", "mapper4"}
+
+
+def test_aggregate_means_and_stds_over_seeds():
+    runs = [{"overlay": "vec", "seed": s, "steps": 10, "train_s": 1, "sample_s": 2, "av_align": v, "class_accuracy": c}
+            for s, v, c in ((0, 0.2, 1.0), (1, 0.4, 0.5), (2, float("nan"), 0.0))]
+    (row,) = ablation.aggregate(runs)
+    assert row["seeds"] == [0, 1, 2]
+    # NaN (no peaks in any clip) is left out of the mean, not counted as 0
+    assert np.isclose(row["av_align"], 0.3) and np.isclose(row["av_align_std"], np.std([0.2, 0.4]))
+    assert np.isclose(row["class_accuracy"], 0.5) and np.isclose(row["class_accuracy_std"], np.std([1.0, 0.5, 0.0]))
+    assert "event_recall" not in row
+
+
+def test_plot_writes_a_png(tmp_path):
+    from PIL import Image
+
+    rows = [{"label": "vec", "av_align": 0.4, "av_align_std": 0.1, "class_accuracy": 0.9, "class_accuracy_std": 0.0},
+            {"label": "win. 1-res."}]
+    path = ablation.plot(rows, tmp_path / "a.png")
+    assert Image.open(path).size[1] > 50
