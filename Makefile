@@ -51,9 +51,13 @@ toy-world: $(STAMP) ## write the toy world (512 train + 64 test clips) to data/t
 	$(PY) -m av_lightning.data.toyworld --root data/toy --train 512 --test 64
 	$(PY) -m av_lightning.toy.check_world --root data/toy --split test --mode paper
 
-toy-backbone: $(STAMP) ## train the toy text-to-video backbone into runs/toy_backbone (resumable; GPU minutes, CPU hours)
-	$(PY) -m av_lightning.toy.train_backbone --config configs/toy_backbone.yaml --out runs/toy_backbone --resume \
-	    --steps 20000 --bf16 --eval --report runs/toy_backbone/gate.md
+TOY_INIT_REV ?= f14b923
+toy-backbone: $(STAMP) ## fine-tune the toy backbone on videos + images into runs/toy_backbone (resumable across sittings; CPU hours), then its gates
+	mkdir -p runs/toy_backbone_init
+	test -d runs/toy_backbone_init/av_lightning || git archive $(TOY_INIT_REV) av_lightning/assets/toy_backbone | tar -x -C runs/toy_backbone_init
+	nice -n 10 $(PY) -m av_lightning.toy.train_backbone --config configs/toy_backbone.yaml --out runs/toy_backbone --resume \
+	    --init runs/toy_backbone_init/av_lightning/assets/toy_backbone --steps 1500
+	$(PY) -m av_lightning.toy.backbone_gate --backbone runs/toy_backbone --oracle-steps 300 --report runs/toy_backbone/gate.md
 	@echo "backbone: runs/toy_backbone (copy it over av_lightning/assets/toy_backbone, without train_state.pt, to ship it)"
 
 clean: ## remove runs and caches (keeps .venv)
