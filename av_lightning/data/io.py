@@ -452,6 +452,7 @@ def write_video(
     crf: int = 18,
     codec: str = "libx264",
     audio_codec: str = "aac",
+    pix_fmt: str = "yuv420p",
 ) -> Path:
     """Write an mp4 (H.264 + AAC) with the audio muxed in.
 
@@ -463,6 +464,7 @@ def write_video(
         sample_rate: audio rate (Hz).
         crf: x264 quality (0 = lossless, 18 = visually lossless).
         codec, audio_codec: FFmpeg encoder names.
+        pix_fmt: stored pixel format; ``"yuv444p"`` keeps full-resolution colour (odd sizes allowed).
 
     Returns:
         the path written.
@@ -471,12 +473,12 @@ def write_video(
     path.parent.mkdir(parents=True, exist_ok=True)
     hwc = _frames_hwc(frames)
     _, h, w, _ = hwc.shape
-    if h % 2 or w % 2:
+    if pix_fmt == "yuv420p" and (h % 2 or w % 2):
         raise ValueError(f"{path}: H.264 with yuv420p needs even H and W, got {h}x{w}; crop one pixel")
     rate = Fraction(fps).limit_denominator(1001)
     with av.open(str(path), mode="w") as container:
         vstream = container.add_stream(codec, rate=rate)
-        vstream.width, vstream.height, vstream.pix_fmt = w, h, "yuv420p"
+        vstream.width, vstream.height, vstream.pix_fmt = w, h, pix_fmt
         vstream.options = {"crf": str(crf)} if codec == "libx264" else {}
         astream = None
         if audio is not None:
@@ -510,3 +512,96 @@ def write_audio(path: PathLike, audio, sample_rate: int = 16000, codec: str = "p
         fmt = stream.codec_context.format.name
         _encode_audio(container, stream, arr, sample_rate, fmt)
     return path
+
+
+# --------------------------------------------------------------------------------------------
+# whole files: every frame and every sample as stored (scoring folders, e.g. av-align)
+
+#: Audio files read through soundfile (libsndfile) rather than PyAV, as ``librosa.load`` does.
+SOUNDFILE_EXTENSIONS = (".wav", ".flac", ".ogg")
+
+
+def read_video_file(path: PathLike, threads: int | None = None) -> tuple[np.ndarray, float]:
+    """Decode every frame of the first video stream, at the stored size and rate.
+
+    Args:
+        path: a video file.
+        threads: FFmpeg decoding and colour-conversion threads; ``None`` lets FFmpeg choose
+            (set 1 in worker processes that already run one per core).
+
+    Returns:
+        ``(frames, fps)``: uint8 ``(F, H, W, 3)`` RGB and the stream's average frame rate (Hz).
+
+    Raises:
+        MediaError: missing file, no video stream, no decodable frame or no frame rate.
+    """
+    from av.video.reformatter import VideoReformatter
+
+    path = str(path)
+    if not Path(path).is_file():
+        raise MediaError(f"{path}: no such file")
+    try:
+        with av.open(path) as container:
+            if not container.streams.video:
+                raise MediaError(f"{path}: no video stream; give a video file")
+            stream = container.streams.video[0]
+            if threads is not None:
+                stream.codec_context.thread_count = threads
+            rate = stream.average_rate or stream.guessed_rate
+            # One converter for the whole file: VideoFrame.to_ndarray() builds a new swscale
+            # context for every frame, which costs more than decoding a small frame.
+            convert = VideoReformatter()
+            frames = [convert.reformat(frame, format="rgb24", threads=threads).to_ndarray()
+                      for frame in container.decode(stream)]
+    except av.FFmpegError as exc:
+        raise MediaError(f"{path}: cannot decode video ({exc}); re-encode or remove the file") from exc
+    if not frames:
+        raise MediaError(f"{path}: the video stream has no decodable frame; re-encode or remove the file")
+    if not rate:
+        raise MediaError(f"{path}: the video stream has no frame rate; re-encode it with one (e.g. ffmpeg -r 24)")
+    return np.stack(frames), float(rate)
+
+
+def read_audio_file(path: PathLike) -> tuple[np.ndarray, int]:
+    """Read a whole mono waveform at its stored sample rate.
+
+    ``.wav``/``.flac``/``.ogg`` go through soundfile, anything else (an mp4's audio stream)
+    through PyAV. Channels are averaged, as ``librosa.load(mono=True)`` does.
+
+    Returns:
+        ``(audio, sample_rate)``: float32 ``(S,)`` and Hz.
+
+    Raises:
+        NonFiniteAudioError: the file stores NaN or Inf samples (float PCM can).
+        MediaError: missing or undecodable file, no audio stream, no samples.
+    """
+    path = str(path)
+    if not Path(path).is_file():
+        raise MediaError(f"{path}: no such file")
+    if Path(path).suffix.lower() in SOUNDFILE_EXTENSIONS:
+        import soundfile as sf
+
+        try:
+            data, rate = sf.read(path, dtype="float32", always_2d=True)  # (S, C)
+        except (sf.SoundFileError, OSError) as exc:
+            raise MediaError(f"{path}: cannot read audio ({exc}); re-export or remove the file") from exc
+        mono = data.mean(axis=1)
+    else:
+        try:
+            with av.open(path) as container:
+                if not container.streams.audio:
+                    raise MediaError(f"{path}: no audio stream; put NAME.wav next to the video")
+                stream = container.streams.audio[0]
+                rate = int(stream.codec_context.sample_rate)
+                chunks = [_audio_frame_to_float(frame).mean(axis=0) for frame in container.decode(stream)]
+        except av.FFmpegError as exc:
+            raise MediaError(f"{path}: cannot decode audio ({exc}); re-encode or remove the file") from exc
+        mono = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+    if mono.size == 0:
+        raise MediaError(f"{path}: the audio has no samples; re-export or remove the file")
+    bad = ~np.isfinite(mono)
+    if bad.any():
+        first = int(np.argmax(bad)) / rate
+        raise NonFiniteAudioError(f"{path}: the audio holds {int(bad.sum())} NaN or Inf samples (the first at "
+                                  f"{first:.3f} s); re-export the sound (e.g. as 16-bit PCM) or remove the file")
+    return np.ascontiguousarray(mono, dtype=np.float32), int(rate)

@@ -3,7 +3,9 @@
 A bright textured square sits on a static textured background. At each event frame ``e`` it
 jumps sideways and then settles back over three frames (offsets 0 → D → D/2 → D/6 → 0, so the
 per-step motion is largest exactly at ``e`` and decreases after it, like a hit and its recoil).
-The audio has a short decaying broadband burst (a click) at each event time ``e / fps``.
+The audio has a short decaying broadband burst (a click) at each event time ``e / fps``, over
+optional steady background noise (real recordings start with sound, which onset detectors
+report as an onset at t = 0).
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ def render_audio(
     duration: float,
     sample_rate: int = 16000,
     seed: int = 0,
+    background: float = 0.0,
 ) -> np.ndarray:
     """Clicks: float32 ``(S,)`` mono with a 10 ms decaying noise burst at each event time.
 
@@ -79,9 +82,13 @@ def render_audio(
         duration: seconds.
         sample_rate: Hz.
         seed: noise seed.
+        background: standard deviation of white noise over the whole clip (0: silence between
+            clicks; the clicks peak around 0.2).
     """
     rng = np.random.default_rng(seed)
     audio = np.zeros(round(duration * sample_rate), dtype=np.float32)
+    if background > 0:
+        audio += (background * rng.standard_normal(audio.size)).astype(np.float32)
     n = int(0.01 * sample_rate)
     envelope = np.exp(-np.arange(n) / (0.003 * sample_rate))
     for t in events:
@@ -101,9 +108,10 @@ def render_clip(
     sample_rate: int = 16000,
     audio_shift_frames: int = 0,
     seed: int = 0,
+    background: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A clip whose square jumps at ``events`` (frame indices) and whose audio clicks at
-    ``events + audio_shift_frames``.
+    ``events + audio_shift_frames`` (over ``background`` noise, see :func:`render_audio`).
 
     Returns:
         ``(frames, audio)``: uint8 ``(F, H, W, 3)`` and float32 ``(S,)`` with
@@ -111,5 +119,5 @@ def render_clip(
     """
     frames = render_video(events, num_frames=num_frames, size=size, seed=seed)
     times = [(e + audio_shift_frames) / fps for e in events]
-    audio = render_audio(times, num_frames / fps, sample_rate=sample_rate, seed=seed + 1)
+    audio = render_audio(times, num_frames / fps, sample_rate=sample_rate, seed=seed + 1, background=background)
     return frames, audio

@@ -12,10 +12,12 @@ Two modes:
 
 ``"paper"`` (default)
     Onsets from madmom's SuperFlux at 44.1 kHz (:func:`~.onsets.superflux_onsets`); video peaks
-    from Horn–Schunck flow computed in torch over every frame pair of the batch at once
+    from Horn–Schunck flow over every frame pair of the batch at once, on the videos' device
     (:func:`~.optical_flow.flow_magnitude_trajectory`); a peak is a strict local maximum of the
-    mean flow magnitude that is at least ``peak_floor`` pixels/frame; matching is a maximum
-    one-to-one matching with ``|v - a| <= 1 / fps``.
+    mean flow magnitude that is at least ``peak_floor`` pixels/frame; onsets whose nearest frame
+    cannot hold a video peak (the first two frames and the last) are left out (``edges="drop"``,
+    see :mod:`~.alignment`); matching is a maximum one-to-one matching with
+    ``|v - a| <= 1 / fps``.
 ``"reference"``
     The authors' published script, step for step: librosa onsets at 22.05 kHz with default
     parameters; OpenCV Farneback ``(0.5, 3, 15, 3, 5, 1.2, 0)`` on grayscale frames; trajectory
@@ -31,10 +33,13 @@ from torchmetrics import Metric
 from torchmetrics.utilities.data import dim_zero_cat
 
 from av_lightning.metrics.alignment import (
+    EDGE_RULES,
     FARNEBACK_ARGS,
     MODES,
     REFERENCE_PEAK_FLOOR,
     ClipAlignment,
+    ClipError,
+    EdgeRule,
     Mode,
     align_clips,
     align_paper,
@@ -49,11 +54,13 @@ from av_lightning.metrics.base import VideoMetric
 from av_lightning.metrics.optical_flow import HornSchunckParams
 
 __all__ = [
+    "EDGE_RULES",
     "FARNEBACK_ARGS",
     "MODES",
     "REFERENCE_PEAK_FLOOR",
     "AVAlign",
     "ClipAlignment",
+    "ClipError",
     "align_clips",
     "align_paper",
     "align_reference",
@@ -75,6 +82,12 @@ class AVAlign(Metric, VideoMetric):
             (see :class:`~.optical_flow.HornSchunckParams`).
         peak_floor: paper mode's minimum mean flow magnitude of a video peak, pixels/frame.
         chunk_pairs: paper mode solves at most this many frame pairs at once.
+        edges: paper mode's edge rule: ``"drop"`` (default) leaves out onsets at frames where no
+            video peak can sit, ``"keep"`` counts them (see :mod:`~.alignment`).
+
+    The flow runs on the videos' device: on the GPU in ``lightning test`` when the model is
+    there, on the CPU through a compiled kernel otherwise. Clips with NaN or Inf audio, or fewer
+    than 3 frames, raise :class:`~.alignment.ClipError` naming the clip.
 
     ``update(videos, audio, fps, sample_rate)`` scores each clip; ``update_from_clips`` uses
     ``fake`` and ``audio``. ``compute()`` returns a dict of scalar tensors:
@@ -100,12 +113,16 @@ class AVAlign(Metric, VideoMetric):
         blur_sigma: float = HornSchunckParams.blur_sigma,
         peak_floor: float = REFERENCE_PEAK_FLOOR,
         chunk_pairs: int = 512,
+        edges: EdgeRule = "drop",
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if edges not in EDGE_RULES:
+            raise ValueError(f"edges must be one of {EDGE_RULES}, got {edges!r}")
         self.mode = mode
+        self.edges = edges
         self.flow_params = HornSchunckParams(alpha, iterations, max_side, blur_sigma)
         self.peak_floor = peak_floor
         self.chunk_pairs = chunk_pairs
@@ -133,6 +150,7 @@ class AVAlign(Metric, VideoMetric):
                 "flow": self.flow_params,
                 "peak_floor": self.peak_floor,
                 "chunk_pairs": self.chunk_pairs,
+                "edges": self.edges,
             }
         results = align_clips(videos, audio, fps, sample_rate, mode=self.mode, **kwargs)
         rows = torch.tensor([r.as_row() for r in results], dtype=torch.float64, device=self.device)

@@ -17,17 +17,31 @@ borders replicate (Neumann boundary). Every step is a few shifted-slice addition
 
 Units: flow in pixels of the input frames per frame step (the flow of a downscaled computation is
 multiplied back by the scale factor).
+
+Stages, so that a caller can split them (the ``av-align`` command prepares clips in worker
+processes and solves them on the GPU in the main one): :func:`flow_input` (grayscale and
+downscale), :func:`pair_magnitudes` (the flow of frame pairs and its mean magnitude) and
+:func:`clip_trajectories` (clips of any lengths, their pairs solved together). On CPU tensors
+the Jacobi iterations run in a compiled kernel (:mod:`~.horn_schunck_cpu`) that gives the same
+flow as the torch loop, several times faster.
 """
 
 from __future__ import annotations
 
+import importlib.util
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
 # BT.601 luma weights, the ones OpenCV's COLOR_RGB2GRAY uses.
 _LUMA = (0.299, 0.587, 0.114)
+
+#: ``"auto"``: the compiled kernel for CPU tensors when numba imports, the torch loop otherwise.
+Backend = Literal["auto", "torch", "numba"]
 
 
 @dataclass(frozen=True)
@@ -56,18 +70,33 @@ class HornSchunckParams:
 def to_gray(frames: torch.Tensor) -> torch.Tensor:
     """Grayscale of RGB frames: ``(..., 3, H, W)`` uint8 or float in [0, 255] -> ``(..., H, W)``
     float32 in [0, 1]."""
-    w = torch.tensor(_LUMA, dtype=torch.float32, device=frames.device)
-    return torch.einsum("...chw,c->...hw", frames.float(), w) / 255.0
+    frames = frames.float()
+    r, g, b = frames.unbind(dim=-3)
+    return (_LUMA[0] * r + _LUMA[1] * g + _LUMA[2] * b) / 255.0
+
+
+def gaussian_weights(sigma: float) -> list[float]:
+    """Taps of the pre-blur: a Gaussian of ``sigma`` pixels over ``±round(3 sigma)``, summing to 1."""
+    radius = max(1, round(3 * sigma))
+    coords = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    k = torch.exp(-0.5 * (coords / sigma) ** 2)
+    return (k / k.sum()).tolist()
 
 
 def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of ``(N, 1, H, W)`` with replicate borders."""
-    radius = max(1, round(3 * sigma))
-    coords = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
-    k = torch.exp(-0.5 * (coords / sigma) ** 2)
-    k = k / k.sum()
-    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
-    return F.conv2d(F.pad(x, (0, 0, radius, radius), mode="replicate"), k.view(1, 1, -1, 1))
+    """Separable Gaussian blur of ``(N, C, H, W)`` with replicate borders.
+
+    A weighted sum of shifted slices rather than a convolution: for one-channel images on a CPU
+    it is an order of magnitude faster, and its arithmetic does not depend on the convolution
+    algorithm the backend picks.
+    """
+    weights = gaussian_weights(sigma)
+    radius = (len(weights) - 1) // 2
+    width, height = x.shape[-1], x.shape[-2]
+    p = F.pad(x, (radius, radius, 0, 0), mode="replicate")
+    x = sum(w * p[..., :, i : i + width] for i, w in enumerate(weights))
+    p = F.pad(x, (0, 0, radius, radius), mode="replicate")
+    return sum(w * p[..., i : i + height, :] for i, w in enumerate(weights))
 
 
 def _neighbour_mean(x: torch.Tensor) -> torch.Tensor:
@@ -99,6 +128,7 @@ def horn_schunck(
     alpha: float = HornSchunckParams.alpha,
     iterations: int = HornSchunckParams.iterations,
     blur_sigma: float = 0.0,
+    backend: Backend = "auto",
 ) -> torch.Tensor:
     """Horn–Schunck flow from ``first`` to ``second`` for a batch of grayscale pairs.
 
@@ -107,10 +137,11 @@ def horn_schunck(
         alpha: smoothness weight (see :class:`HornSchunckParams`).
         iterations: number of Jacobi iterations.
         blur_sigma: Gaussian pre-blur in pixels (0: none).
+        backend: where the iterations run (:data:`Backend`); ``"numba"`` needs CPU tensors.
 
     Returns:
-        ``(N, 2, H, W)`` flow ``(u, v)`` in pixels: a point at ``(x, y)`` in ``first`` is at
-        ``(x + u, y + v)`` in ``second``.
+        ``(N, 2, H, W)`` flow ``(u, v)`` in pixels, on the input's device: a point at ``(x, y)``
+        in ``first`` is at ``(x + u, y + v)`` in ``second``.
     """
     if first.shape != second.shape or first.ndim != 3:
         raise ValueError(
@@ -123,16 +154,53 @@ def horn_schunck(
     b = second.unsqueeze(1).float()
     if blur_sigma > 0:
         a, b = _gaussian_blur(a, blur_sigma), _gaussian_blur(b, blur_sigma)
+    return _solve(a, b, alpha, iterations, backend)
+
+
+def _pair_terms(a: torch.Tensor, b: torch.Tensor, alpha: float) -> tuple[torch.Tensor, ...]:
+    """``ix, iy, it, 1 / (alpha^2 + ix^2 + iy^2)`` of ``(N, 1, H, W)`` (blurred) pairs."""
     ix, iy = _central_gradients(0.5 * (a + b))
+    return ix, iy, b - a, 1.0 / (alpha**2 + ix**2 + iy**2)
+
+
+def _solve(a: torch.Tensor, b: torch.Tensor, alpha: float, iterations: int, backend: Backend) -> torch.Tensor:
+    """``(N, 2, H, W)`` flow of ``(N, 1, H, W)`` (blurred) pairs."""
+    ix, iy, it, inv_denom = _pair_terms(a, b, alpha)
+    if _use_kernel(backend, a.device):
+        from av_lightning.metrics.horn_schunck_cpu import jacobi_iterations
+
+        arrays = [x[:, 0].numpy() for x in (ix, iy, it, inv_denom)]
+        return torch.from_numpy(jacobi_iterations(*arrays, iterations))
     grads = torch.cat([ix, iy], dim=1)  # (N, 2, H, W)
-    it = b - a
-    inv_denom = 1.0 / (alpha**2 + ix**2 + iy**2)
     flow = torch.zeros_like(grads)  # (N, 2, H, W): u, v
     for _ in range(iterations):
         mean = _neighbour_mean(flow)
         t = (ix * mean[:, :1] + iy * mean[:, 1:] + it) * inv_denom
         flow = mean - grads * t
     return flow
+
+
+def _magnitudes(flow: torch.Tensor, scale: float) -> torch.Tensor:
+    """``(N,)`` mean magnitude of ``(N, 2, H, W)`` flow, times ``scale``."""
+    # sqrt(u^2 + v^2) by hand: vector_norm over the channel dim is slow on CPUs.
+    return torch.sqrt(flow[:, 0] * flow[:, 0] + flow[:, 1] * flow[:, 1]).mean(dim=(1, 2)) * scale
+
+
+def _use_kernel(backend: Backend, device: torch.device) -> bool:
+    if backend == "torch":
+        return False
+    if backend == "numba":
+        if device.type != "cpu":
+            raise ValueError(f"backend='numba' runs on CPU tensors, got tensors on {device}")
+        return True
+    if backend != "auto":
+        raise ValueError(f"backend must be 'auto', 'torch' or 'numba', got {backend!r}")
+    return device.type == "cpu" and _numba_available()
+
+
+@lru_cache(maxsize=1)
+def _numba_available() -> bool:
+    return importlib.util.find_spec("numba") is not None
 
 
 def _downscale(gray: torch.Tensor, max_side: int | None) -> tuple[torch.Tensor, float]:
@@ -147,10 +215,64 @@ def _downscale(gray: torch.Tensor, max_side: int | None) -> tuple[torch.Tensor, 
     return out, w / size[1]
 
 
+def flow_input(videos: torch.Tensor, max_side: int | None) -> tuple[torch.Tensor, float]:
+    """Grayscale frames at the size the flow is computed at.
+
+    Args:
+        videos: uint8 ``(..., F, 3, H, W)``.
+        max_side: longest side after area downscaling (None: keep the size).
+
+    Returns:
+        ``(gray, scale)``: float32 ``(..., F, h, w)`` in [0, 1] on the input's device, and the
+        input pixels per flow pixel.
+    """
+    lead = videos.shape[:-3]
+    gray, scale = _downscale(to_gray(videos).reshape(-1, *videos.shape[-2:]), max_side)
+    return gray.view(*lead, *gray.shape[-2:]), scale
+
+
+def pair_magnitudes(
+    first: torch.Tensor,
+    second: torch.Tensor,
+    params: HornSchunckParams = HornSchunckParams(),
+    scale: float = 1.0,
+    chunk_pairs: int = 512,
+    backend: Backend = "auto",
+) -> torch.Tensor:
+    """Mean flow magnitude of each pair, in input pixels.
+
+    Args:
+        first, second: ``(N, h, w)`` float grayscale in [0, 1] (from :func:`flow_input`).
+        params: Horn–Schunck settings (``max_side`` is not used here: the images are given at
+            the flow's size).
+        scale: input pixels per pixel of ``first`` (from :func:`flow_input`).
+        chunk_pairs: at most this many pairs are solved at once (bounds the memory: about 12
+            floats per pixel per pair).
+        backend: :data:`Backend`.
+
+    Returns:
+        ``(N,)`` float32 pixels per frame, on the input's device.
+    """
+    a, b = first.unsqueeze(1).float(), second.unsqueeze(1).float()
+    if params.blur_sigma > 0:
+        a, b = _gaussian_blur(a, params.blur_sigma), _gaussian_blur(b, params.blur_sigma)
+    return _blurred_pair_magnitudes(a, b, params, scale, chunk_pairs, backend)
+
+
+def _blurred_pair_magnitudes(a, b, params, scale, chunk_pairs, backend) -> torch.Tensor:
+    mags = [
+        _magnitudes(_solve(a[i : i + chunk_pairs], b[i : i + chunk_pairs], params.alpha, params.iterations,
+                           backend).to(a.device), scale)
+        for i in range(0, a.shape[0], chunk_pairs)
+    ]
+    return torch.cat(mags) if mags else a.new_zeros(0)
+
+
 def flow_magnitude_trajectory(
     videos: torch.Tensor,
     params: HornSchunckParams = HornSchunckParams(),
     chunk_pairs: int = 512,
+    backend: Backend = "auto",
 ) -> torch.Tensor:
     """Mean Horn–Schunck flow magnitude between consecutive frames, for a batch of videos.
 
@@ -159,6 +281,7 @@ def flow_magnitude_trajectory(
         params: Horn–Schunck settings.
         chunk_pairs: at most this many frame pairs are solved at once (bounds the memory:
             about 12 floats per pixel per pair).
+        backend: :data:`Backend`.
 
     Returns:
         ``(B, F)`` float32, pixels per frame. Entry ``i >= 1`` is the mean magnitude of the flow
@@ -167,22 +290,58 @@ def flow_magnitude_trajectory(
     """
     if videos.ndim != 5 or videos.shape[2] != 3:
         raise ValueError(f"videos must be (B, F, 3, H, W), got {tuple(videos.shape)}")
-    bsz, frames = videos.shape[:2]
-    if frames < 2:
-        raise ValueError(f"need at least 2 frames for optical flow, got {frames}")
-    gray, scale = _downscale(to_gray(videos).flatten(0, 1), params.max_side)
-    gray = gray.view(bsz, frames, *gray.shape[-2:])
-    first = gray[:, :-1].flatten(0, 1)
-    second = gray[:, 1:].flatten(0, 1)
-    mags = []
-    for start in range(0, first.shape[0], chunk_pairs):
-        flow = horn_schunck(
-            first[start : start + chunk_pairs],
-            second[start : start + chunk_pairs],
-            alpha=params.alpha,
-            iterations=params.iterations,
-            blur_sigma=params.blur_sigma,
-        )
-        mags.append(torch.linalg.vector_norm(flow, dim=1).mean(dim=(1, 2)) * scale)
-    steps = torch.cat(mags).view(bsz, frames - 1)
-    return torch.cat([steps[:, :1], steps], dim=1)
+    if videos.shape[1] < 2:
+        raise ValueError(f"need at least 2 frames for optical flow, got {videos.shape[1]}")
+    gray, scale = flow_input(videos, params.max_side)
+    return torch.stack(clip_trajectories(list(gray), [scale] * len(gray), params, chunk_pairs, backend))
+
+
+def clip_trajectories(
+    grays: Sequence[torch.Tensor],
+    scales: Sequence[float],
+    params: HornSchunckParams = HornSchunckParams(),
+    chunk_pairs: int = 512,
+    backend: Backend = "auto",
+) -> list[torch.Tensor]:
+    """Trajectories of clips of any lengths; the frame pairs of clips of one size are solved
+    together.
+
+    Args:
+        grays: clip ``c`` as float ``(F_c, h_c, w_c)`` grayscale, F_c >= 2 (:func:`flow_input`).
+        scales: input pixels per flow pixel of each clip.
+        params, chunk_pairs, backend: as :func:`flow_magnitude_trajectory`.
+
+    Returns:
+        clip ``c``'s ``(F_c,)`` float32 trajectory (the convention of
+        :func:`flow_magnitude_trajectory`), on its device.
+    """
+    out: list[torch.Tensor | None] = [None] * len(grays)
+    groups: dict[tuple, list[int]] = {}
+    for c, gray in enumerate(grays):
+        if gray.ndim != 3 or gray.shape[0] < 2:
+            raise ValueError(f"clip {c}: need (F >= 2, h, w) grayscale frames, got {tuple(gray.shape)}")
+        if _use_kernel(backend, gray.device):
+            out[c] = _clip_trajectory_cpu(gray, float(scales[c]), params)
+        else:
+            groups.setdefault((tuple(gray.shape[1:]), float(scales[c]), gray.device), []).append(c)
+    for (_, scale, _), members in groups.items():
+        # Each frame is blurred once, not once per pair it belongs to.
+        frames = torch.cat([grays[c] for c in members]).unsqueeze(1).float()
+        if params.blur_sigma > 0:
+            frames = _gaussian_blur(frames, params.blur_sigma)
+        starts = torch.cumsum(torch.tensor([0] + [grays[c].shape[0] for c in members]), 0).tolist()
+        first = torch.cat([frames[s : e - 1] for s, e in zip(starts, starts[1:])])
+        second = torch.cat([frames[s + 1 : e] for s, e in zip(starts, starts[1:])])
+        steps = _blurred_pair_magnitudes(first, second, params, scale, chunk_pairs, backend)
+        for c, part in zip(members, steps.split([grays[c].shape[0] - 1 for c in members])):
+            out[c] = torch.cat([part[:1], part])
+    return out
+
+
+def _clip_trajectory_cpu(gray: torch.Tensor, scale: float, params: HornSchunckParams) -> torch.Tensor:
+    from av_lightning.metrics.horn_schunck_cpu import clip_magnitudes
+
+    weights = gaussian_weights(params.blur_sigma) if params.blur_sigma > 0 else []
+    steps = torch.from_numpy(clip_magnitudes(gray.float().numpy(), weights, params.alpha, params.iterations))
+    steps = (steps * scale).float()
+    return torch.cat([steps[:1], steps])

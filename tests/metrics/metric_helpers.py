@@ -46,16 +46,18 @@ def random_videos(n: int, frames: int = 16, size: int = 16, seed: int = 0) -> to
 
 
 def av_batch(
-    shift: int = 0, seeds=(0, 1, 2), silent: bool = False
+    shift: int = 0, seeds=(0, 1, 2), silent: bool = False, events=EVENTS, background: float = 0.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Synthetic clips: uint8 ``(B, 48, 3, 64, 64)`` and float ``(B, 32000)`` at 16 kHz.
 
-    ``silent``: static video (first frame repeated) and all-zero audio.
+    ``silent``: static video (first frame repeated) and all-zero audio. ``background``: noise
+    under the clicks (see :func:`~av_lightning.metrics._synthetic.render_audio`).
     """
     videos, audio = [], []
     for seed in seeds:
         frames, wave = render_clip(
-            EVENTS, audio_shift_frames=shift, seed=seed, fps=FPS, sample_rate=SAMPLE_RATE
+            events, audio_shift_frames=shift, seed=seed, fps=FPS, sample_rate=SAMPLE_RATE,
+            background=background,
         )
         if silent:
             frames = np.repeat(frames[:1], len(frames), axis=0)
@@ -63,6 +65,14 @@ def av_batch(
         videos.append(torch.from_numpy(frames).permute(0, 3, 1, 2))
         audio.append(torch.from_numpy(wave))
     return torch.stack(videos), torch.stack(audio)
+
+
+def write_test_clip(path, frames: np.ndarray, fps: float = FPS, audio=None, sample_rate: int = SAMPLE_RATE) -> Path:
+    """uint8 ``(F, H, W, 3)`` frames as an H.264 mp4 with full-resolution colour (yuv444p, CRF 10),
+    so that decoded frames stay within a level or two of the rendered ones; optional AAC audio."""
+    from av_lightning.data.io import write_video
+
+    return write_video(path, frames, fps, audio=audio, sample_rate=sample_rate, crf=10, pix_fmt="yuv444p")
 
 
 def make_clip_dir(path: Path, seed: int = 0) -> Path:

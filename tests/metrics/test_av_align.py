@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 import torch
 
+from av_lightning.metrics.alignment import align_trajectory, edge_rule_mask
 from av_lightning.metrics.av_align import (
     AVAlign,
+    ClipError,
     count_matches,
     count_matches_reference,
     intersection_over_union,
@@ -55,6 +57,66 @@ def test_silent_static_clips_are_counted_not_averaged(mode):
     assert result["av_align_scored"] == 2
     assert result["av_align"] >= 0.9  # the empty clip did not pull the mean to 0
     assert math.isnan(metric.per_clip()[2, 0])
+
+
+@pytest.mark.parametrize("k", [2, 3, 5])
+def test_paper_mode_scores_k_aligned_events_one_despite_the_onset_at_the_start(k):
+    # Background noise makes SuperFlux fire at t = 0, as on real clips: a frame where no video
+    # peak can sit. The edge rule leaves it out; keeping it costs every clip one onset.
+    videos, audio = av_batch(events=EVENTS[:k], seeds=(0, 1), background=0.003)
+    dropped = AVAlign(mode="paper")
+    dropped.update(videos, audio, FPS, SAMPLE_RATE)
+    rows = dropped.per_clip()
+    assert rows[:, 0].tolist() == [1.0, 1.0] and rows[:, 1].tolist() == [k, k], rows
+    kept = AVAlign(mode="paper", edges="keep")
+    kept.update(videos, audio, FPS, SAMPLE_RATE)
+    assert kept.per_clip()[:, 0].tolist() == pytest.approx([k / (k + 1)] * 2)
+
+
+@pytest.mark.parametrize("shift", [5, -5])
+def test_paper_mode_shifted_by_five_frames_scores_at_most_a_tenth(shift):
+    videos, audio = av_batch(shift=shift, background=0.003)
+    result, rows = scores("paper", videos, audio)
+    assert result["av_align"] <= 0.1 and (rows[:, 0] <= 0.1).all(), rows
+
+
+def test_edge_rule_keeps_exactly_the_frames_a_peak_can_sit_on():
+    fps, frames = 10.0, 8  # peaks can sit at frames 2..6
+    onsets = np.array([0.0, 0.14, 0.15, 0.3, 0.64, 0.65, 0.9])  # nearest frames 0, 1, 2, 3, 6, 7, 9
+    np.testing.assert_array_equal(
+        edge_rule_mask(onsets, fps, frames), [False, False, True, True, True, False, False]
+    )
+    trajectory = np.array([0.5, 0.5, 0.2, 0.9, 0.2, 0.2, 0.8, 0.3])  # peaks at frames 3 and 6
+    clip = align_trajectory(onsets, trajectory, fps, "paper")
+    assert (clip.audio_peaks.size, clip.edge_onsets, clip.video_peaks.tolist()) == (3, 4, [0.3, 0.6])
+    assert clip.matches == 2 and clip.score == pytest.approx(2 / 3)
+    reference = align_trajectory(onsets, trajectory, fps, "reference")  # the authors' rule: all kept
+    assert reference.audio_peaks.size == 7 and reference.edge_onsets == 0
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_one_side_empty_scores_zero_and_counts_in_the_mean(mode):
+    moving, clicks = av_batch(seeds=(0,))
+    static, silence = av_batch(silent=True, seeds=(0,))
+    metric = AVAlign(mode=mode)
+    metric.update(moving, silence, FPS, SAMPLE_RATE)  # silent audio, moving video
+    metric.update(static, clicks, FPS, SAMPLE_RATE)  # the reverse
+    rows = metric.per_clip()
+    assert rows[:, 0].tolist() == [0.0, 0.0]
+    assert rows[0, 1] == 0 and rows[0, 2] == len(EVENTS)  # no onsets, every peak
+    assert rows[1, 1] >= len(EVENTS) - 1 and rows[1, 2] == 0  # onsets, no peak
+    result = metric.compute()
+    assert (result["av_align"], result["av_align_scored"], result["av_align_empty"]) == (0.0, 2, 0)
+
+
+def test_non_finite_audio_and_too_few_frames_fail_naming_the_clip():
+    videos, audio = av_batch(seeds=(0, 1))
+    audio[1, 100] = float("nan")
+    for mode in MODES:
+        with pytest.raises(ClipError, match="clip 1: audio holds 1 NaN or Inf"):
+            AVAlign(mode=mode).update(videos, audio, FPS, SAMPLE_RATE)
+    with pytest.raises(ClipError, match="2 frame"):
+        AVAlign(mode="reference").update(videos[:, :2], audio, FPS, SAMPLE_RATE)
 
 
 def reference_loop(frames: np.ndarray, audio: np.ndarray, fps: float, sample_rate: int) -> float:

@@ -78,3 +78,47 @@ def test_bad_input_fails_loudly():
         horn_schunck(torch.zeros(1, 4, 4), torch.zeros(1, 4, 5))
     with pytest.raises(ValueError, match="at least 2 frames"):
         flow_magnitude_trajectory(torch.zeros(1, 1, 3, 8, 8, dtype=torch.uint8))
+
+
+def test_cpu_kernel_gives_the_torch_loops_flow():
+    pairs = [(smooth_texture(seed=s), smooth_texture(0.4 * s - 0.5, 0.3, seed=s)) for s in range(3)]
+    first = torch.stack([a for a, _ in pairs])[:, :40, :56]  # not square
+    second = torch.stack([b for _, b in pairs])[:, :40, :56]
+    kernel = horn_schunck(first, second, alpha=0.05, iterations=40, blur_sigma=1.0, backend="numba")
+    loop = horn_schunck(first, second, alpha=0.05, iterations=40, blur_sigma=1.0, backend="torch")
+    assert kernel.abs().max() > 0.1  # there is flow to compare
+    # Same float32 operations in the same order; allow for a compiler that contracts to FMA.
+    torch.testing.assert_close(kernel, loop, rtol=0, atol=1e-6)
+    assert horn_schunck(first, second, backend="auto").device == first.device
+
+
+def test_clips_of_different_lengths_and_sizes_solved_together():
+    from av_lightning.metrics.optical_flow import clip_trajectories, flow_input
+
+    g = torch.Generator().manual_seed(2)
+    clips = [torch.randint(0, 256, (f, 3, h, w), generator=g, dtype=torch.uint8)
+             for f, h, w in ((4, 16, 20), (6, 16, 20), (3, 12, 12), (5, 16, 20))]
+    params = HornSchunckParams(iterations=8, max_side=None)
+    grays = [flow_input(c, None)[0] for c in clips]
+    together = clip_trajectories(grays, [1.0] * len(clips), params, chunk_pairs=4)
+    for clip, trajectory in zip(clips, together):
+        alone = flow_magnitude_trajectory(clip[None], params)[0]
+        torch.testing.assert_close(trajectory, alone, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="backend"):
+        horn_schunck(grays[0][:1], grays[0][1:2], backend="opencv")
+
+
+def test_cpu_clip_kernel_matches_the_torch_path_on_a_real_clip():
+    from av_lightning.metrics._synthetic import render_video
+    from av_lightning.metrics.alignment import local_maxima
+
+    videos = torch.from_numpy(np.stack([render_video([4, 11, 19], num_frames=26, size=72, seed=s)
+                                        for s in range(2)])).permute(0, 1, 4, 2, 3)
+    params = HornSchunckParams(max_side=48)  # downscaled, blurred: every stage runs
+    kernel = flow_magnitude_trajectory(videos, params)
+    loop = flow_magnitude_trajectory(videos, params, backend="torch")
+    # Same operations in the same order; only the mean's summation order differs.
+    torch.testing.assert_close(kernel, loop, rtol=1e-5, atol=1e-7)
+    for a, b in zip(kernel.numpy(), loop.numpy()):
+        np.testing.assert_array_equal(local_maxima(a, 0.1), local_maxima(b, 0.1))
+        assert local_maxima(a, 0.1).tolist() == [4, 11, 19]
