@@ -277,3 +277,18 @@ def test_bad_inputs_fail_clearly(bb, tmp_path):
     (tmp_path / "half" / "transformer").mkdir()
     with pytest.raises(FileNotFoundError, match="lacks"):
         WanT2V(pretrained=str(tmp_path / "half"))
+
+
+def test_placeholders_beyond_the_table_resize_it_and_the_hook_follows():
+    cfg = tiny_wan_configs()
+    cfg["text_encoder"]["vocab_size"] = len(tiny_wan().tokenizer)  # no spare rows for the placeholders
+    bb = tiny_wan(**cfg)
+    bb.add_placeholder("<audio>", 2)
+    te = bb.text_encoder
+    assert te.shared.num_embeddings == cfg["text_encoder"]["vocab_size"] + 2
+    assert te.encoder.embed_tokens is te.shared and not te.shared.weight.requires_grad
+    tokens = torch.randn(1, 5, 2, bb.text_width, requires_grad=True)
+    cond = bb.encode_frame_prompts(["<audio>"], tokens)
+    assert (bb.encode_frame_prompts(["<audio>"], 2 * tokens) - cond).abs().max() > 1e-3
+    cond.sum().backward()
+    assert tokens.grad.abs().sum() > 0
