@@ -9,7 +9,7 @@ default parameters, Farneback ``(0.5, 3, 15, 3, 5, 1.2, 0)`` on the grayscale of
 pair with the trajectory ``[flow(0, 1)] + [flow(i - 1, i) for i >= 1]``, strict local maxima
 >= 0.1, greedy one-to-one matching; one process, OpenCV's default threads.
 
-Ours: :class:`~av_lightning.commands.av_align.FolderScorer` (the engine of the command), with
+Ours: :class:`~av_lightning.metrics.av_align_folder.FolderScorer` (the engine of the command), with
 its workers started and warmed up before the clock starts; the start-up of a fresh command is
 measured on its own. Each round times the anchor and every configuration once over all clips
 (interleaved, so that a change of load hits all of them); per-clip seconds and ratios are
@@ -129,7 +129,7 @@ def startup_seconds(folder: Path, workers: int) -> tuple[float, float]:
 def cpu_bench(args) -> str:
     import cv2
 
-    from av_lightning.commands.av_align import FolderScorer, default_workers
+    from av_lightning.metrics.av_align_folder import FolderScorer, default_workers
 
     workers = args.workers or default_workers()
     configs = [("reference", 1), ("reference", workers), ("paper", 1), ("paper", workers)]
@@ -211,7 +211,7 @@ def cpu_bench(args) -> str:
 def gpu_bench(args) -> str:
     import torch
 
-    from av_lightning.commands.av_align import FolderScorer, default_workers
+    from av_lightning.metrics.av_align_folder import FolderScorer, default_workers
 
     if not torch.cuda.is_available():
         raise SystemExit(f"--device {args.device}: torch sees no CUDA device")

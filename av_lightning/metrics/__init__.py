@@ -6,7 +6,8 @@ LightningModule updates all of them with one call,
 See docs/metrics.md.
 
 Names are imported lazily: ``import av_lightning.metrics.alignment`` (the ``av-align`` command's
-workers) does not pay for importing torchmetrics and transformers.
+workers) does not pay for importing torchmetrics and transformers. ``FolderScorer`` scores files
+at the scale of a test set (the engine of ``av-lightning av-align``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from typing import Any
 _EXPORTS = {
     "AVAlign": "av_align",
     "ClipAlignment": "alignment",
+    "ClipError": "alignment",
     "align_clips": "alignment",
+    "FolderScorer": "av_align_folder",
     "CLIPSIM": "clipsim",
     "FVD": "fvd",
     "frechet_distance": "fvd",
@@ -33,7 +36,9 @@ _EXPORTS = {
 __all__ = [  # noqa: RUF022 - same order as _EXPORTS
     "AVAlign",
     "ClipAlignment",
+    "ClipError",
     "align_clips",
+    "FolderScorer",
     "CLIPSIM",
     "FVD",
     "frechet_distance",

@@ -14,6 +14,7 @@ import torch
 from av_lightning import cli
 from av_lightning.commands import av_align as command
 from av_lightning.data.io import NonFiniteAudioError, read_audio_file, read_video_file
+from av_lightning.metrics import av_align_folder as engine
 from av_lightning.metrics._synthetic import render_clip
 from av_lightning.metrics.av_align import AVAlign
 from tests.metrics.metric_helpers import EVENTS, FPS, SAMPLE_RATE, write_test_clip
@@ -128,14 +129,14 @@ def test_strict_turns_any_skip_into_a_failure(tmp_path, capsys):
 
 
 def test_an_unexpected_error_in_one_file_keeps_the_others(video_dir, tmp_path, monkeypatch, capsys):
-    real = command._prepare
+    real = engine._prepare
 
     def fails_on_late(result, settings):
         if result.video.endswith("late.mp4"):
             raise ZeroDivisionError("a bug")
         return real(result, settings)
 
-    monkeypatch.setattr(command, "_prepare", fails_on_late)
+    monkeypatch.setattr(engine, "_prepare", fails_on_late)
     out = tmp_path / "scores.csv"
     assert run(video_dir, "--mode", "reference", "--out", out) == 1  # a bug is never a success
     rows = read_rows(out)
@@ -149,13 +150,13 @@ def test_threads_apply_while_scoring_and_are_restored(video_dir, monkeypatch):
     import cv2
 
     seen = []
-    real = command.process_file
+    real = engine.process_file
 
     def recording(job):
         seen.append((torch.get_num_threads(), cv2.getNumThreads()))
         return real(job)
 
-    monkeypatch.setattr(command, "process_file", recording)
+    monkeypatch.setattr(engine, "process_file", recording)
     before_cv2 = cv2.getNumThreads()
     torch.set_num_threads(2)
     cv2.setNumThreads(2)
@@ -166,8 +167,8 @@ def test_threads_apply_while_scoring_and_are_restored(video_dir, monkeypatch):
     finally:
         cv2.setNumThreads(before_cv2)
     # Several workers get one thread each unless told otherwise.
-    assert command.FolderScorer(workers=2).settings.threads == 1
-    assert command.FolderScorer(workers=2, threads=3).settings.threads == 3
+    assert engine.FolderScorer(workers=2).settings.threads == 1
+    assert engine.FolderScorer(workers=2, threads=3).settings.threads == 3
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -176,7 +177,7 @@ def test_command_and_metric_share_the_engine(video_dir, mode):
     main-process flow (the --device cuda path, here on the CPU) equals the workers' flow."""
     names = ["good", "late", "quiet", "embedded"]
     pairs = [(video_dir / f"{n}.mp4", video_dir / (f"{n}.mp4" if n == "embedded" else f"{n}.wav")) for n in names]
-    results = command.score_pairs(pairs, mode, progress=False)
+    results = engine.score_pairs(pairs, mode, progress=False)
     metric = AVAlign(mode=mode)
     for video, audio in pairs:
         frames, fps = read_video_file(video)
@@ -185,7 +186,7 @@ def test_command_and_metric_share_the_engine(video_dir, mode):
     torch.testing.assert_close(rows(results), metric.per_clip(), equal_nan=True, rtol=0, atol=0)
     assert not any(r.skipped for r in results) and math.isnan(results[2].score)  # quiet.mp4: empty
     if mode == "paper":
-        batched = command.score_pairs(pairs, mode, progress=False, flow_in_workers=False, batch=3)
+        batched = engine.score_pairs(pairs, mode, progress=False, flow_in_workers=False, batch=3)
         torch.testing.assert_close(rows(batched), rows(results), equal_nan=True, rtol=0, atol=0)
 
 
