@@ -87,6 +87,22 @@ def cli_main(args: Optional[list[str]] = None, run: bool = True) -> AVLightningC
     )
 
 
+class _ParseOnly(AVLightningCLI):
+    """The CLI's parser and nothing else: configs parsed as `lightning fit` parses them, none built."""
+
+    def instantiate_classes(self) -> None:
+        pass
+
+
+def parse_configs(configs, overrides=()):
+    """Training YAMLs (a base plus overlays, then ``--key=value`` overrides) parsed exactly as
+    ``lightning fit --config ...`` parses them (class_path / init_args, linked clip geometry),
+    without building anything: a jsonargparse ``Namespace`` with ``model``, ``data``, ``trainer``."""
+    args = [x for c in configs for x in ("--config", str(c))] + list(overrides)
+    return _ParseOnly(LightningModule, LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
+                      args=args, run=False).config
+
+
 def lightning_main() -> int:
     """The ``lightning`` console script: LightningCLI only (exit status 0 on success)."""
     cli_main()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import zlib
 from pathlib import Path
 from typing import Literal, Optional, Sequence
 
@@ -20,8 +21,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from av_lightning.backbones.base import VideoBackbone
+from av_lightning.data.io import write_videos
 from av_lightning.encoders.base import AudioEncoder
-from av_lightning.pipeline import sample
+from av_lightning.pipeline import VideoPlan, WindowedDenoiser, blend_weights, plan_video, sample
 from av_lightning.tempo import AudioMapper, TempoTokens
 from av_lightning.weights import load_safetensors, load_torch, safetensors_metadata
 
@@ -32,6 +34,18 @@ except ImportError:  # pragma: no cover - older Lightning
 
 Conditioning = Literal["audio", "text", "text+audio", "none"]
 TRAINABLE = ("mapper.", "tokens.")
+
+
+class TextWidthError(ValueError):
+    """The mapper's tokens are not as wide as the backbone's text embeddings."""
+
+    def __init__(self, mapper_width: int, text_width: int):
+        self.mapper_width, self.text_width = mapper_width, text_width
+        super().__init__(
+            f"mapper out_features={mapper_width} but the backbone's text embeddings are {text_width} wide: the adapter "
+            f"or config was made for another backbone; use that backbone, or set "
+            f"model.init_args.mapper.init_args.out_features: {text_width}"
+        )
 
 
 def default_optimizer(params) -> torch.optim.Optimizer:
@@ -57,7 +71,8 @@ class AudioToVideo(pl.LightningModule):
             e.g. ``[0.3, 1.0]`` to skip the low-noise steps where the prompt barely matters
             (None: the whole schedule, as the paper).
         num_frames / fps / sample_rate: the clip geometry (linked from the data by the CLI).
-        steps / guidance_scale / scheduler / seed: sampling settings for previews and tests.
+        steps / guidance_scale / scheduler / seed: sampling settings for previews and tests (``scheduler``:
+            one of the backbone's samplers; None: its default, DDIM for UNet3D, UniPC for Wan).
         metrics: metrics updated in ``test_step`` (each has ``update_from_clips``).
         save_test_videos: directory to write generated test clips (mp4 with audio), or None.
         optimizer: builds the optimizer from the trainable parameters (LightningCLI injects it).
@@ -85,7 +100,7 @@ class AudioToVideo(pl.LightningModule):
         sample_rate: int = 16000,
         steps: int = 25,
         guidance_scale: float = 9.0,
-        scheduler: str = "ddim",
+        scheduler: Optional[str] = None,
         seed: int = 0,
         metrics: Optional[Sequence[nn.Module]] = None,
         save_test_videos: Optional[str] = None,
@@ -116,16 +131,12 @@ class AudioToVideo(pl.LightningModule):
         self.encoder.requires_grad_(False)
         self.encoder.eval()
         self.strict_loading = False  # checkpoints hold only the trainable parts (checked on load)
-        self._preview_batch: Optional[dict] = None
 
     # -- structure ------------------------------------------------------------------------------
     def _check_widths(self) -> None:
         d_t = self.backbone.text_width
         if self.mapper.out_features != d_t:
-            raise ValueError(
-                f"mapper out_features={self.mapper.out_features} but the backbone's text encoder width is {d_t}; "
-                f"set model.mapper.init_args.out_features: {d_t}"
-            )
+            raise TextWidthError(self.mapper.out_features, d_t)
         if self.mapper.in_features != self.encoder.feature_size:
             raise ValueError(
                 f"mapper in_features={self.mapper.in_features} but the encoder gives "
@@ -155,6 +166,9 @@ class AudioToVideo(pl.LightningModule):
             raise RuntimeError(f"parameters outside the adapter require grad: {bad[:5]}")
         trainable, frozen = self.parameter_counts()
         rank_zero_info(f"AudioToVideo: {trainable:,} trainable parameters (mapper + tokens), {frozen:,} frozen")
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        if hasattr(datamodule, "expect_cache"):  # cached splits must hold exactly the features read here
+            datamodule.expect_cache(self.feature_settings())
 
     # -- conditioning ---------------------------------------------------------------------------
     def check_batch(self, batch: dict) -> None:
@@ -182,23 +196,37 @@ class AudioToVideo(pl.LightningModule):
             raise ValueError(f"batch['latents'] has {latents.shape[2]} latent frames; num_frames={F_} needs "
                              f"{self.backbone.latent_frames(F_)} for this backbone")
 
-    def audio_tokens(self, batch: dict, num_frames: Optional[int] = None) -> torch.Tensor:
-        """Audio (or cached encoder states) -> ``(B, F, K, d_t)`` tempo tokens.
+    # -- frozen features (also what the feature cache stores) ---------------------------------------
+    def feature_settings(self) -> dict:
+        """What the frozen features depend on: the feature cache's key (``data/cache.py``)."""
+        kind = "patch_tokens" if self.hparams.get("compat") == "official" else "hidden_states"
+        return {"frames": self.backbone.settings(), "audio": {**self.encoder.settings(), "features": kind}}
 
-        ``num_frames`` (default: the configured F) lets generation make windows of another length.
+    @torch.no_grad()
+    def frame_features(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 ``(B, F, 3, H, W)`` -> the backbone's latents ``(B, C, F_lat, h, w)``."""
+        return self.backbone.encode_frames(frames)
+
+    @torch.no_grad()
+    def audio_features(self, audio: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """``(B, S)`` waveforms -> ``(states, mask)``: what the mapper reads. The method's features are the
+        encoder's hidden states ``(B, T', Lh, d)``; ``compat="official"`` reads BEATs' raw patch tokens of
+        all layers ``(B, P, Lh·d)``, as the released adapters expect."""
+        if self.hparams.get("compat") == "official":
+            return self.encoder.patch_tokens(audio), None
+        out = self.encoder(audio)
+        return out.hidden_states, out.mask
+
+    def audio_tokens(self, batch: dict, num_frames: Optional[int] = None) -> torch.Tensor:
+        """Audio (or its cached features ``audio_states``) -> ``(B, F, K, d_t)`` tempo tokens.
+
+        ``num_frames`` (default: the configured F) lets sampling make windows of another length.
         """
         num_frames = num_frames or self.hparams.num_frames
-        states = batch.get("audio_states")
-        mask = batch.get("audio_mask")
-        if states is None and self.hparams.get("compat") == "official":
-            with torch.no_grad():  # (B, P, Lh·d) raw patch tokens, time-major
-                states = self.encoder.patch_tokens(batch["audio"])
-        elif states is None:
-            with torch.no_grad():
-                out = self.encoder(batch["audio"])
-            states, mask = out.hidden_states, out.mask
-        a = self.mapper(states.float(), num_frames, mask)
-        return self.tokens(a)
+        states, mask = batch.get("audio_states"), None
+        if states is None:
+            states, mask = self.audio_features(batch["audio"])
+        return self.tokens(self.mapper(states.float(), num_frames, mask))
 
     def prompt_templates(self, labels: Sequence[str], mode: Conditioning) -> list[str]:
         template = {"audio": self.hparams.audio_prompt, "text": self.hparams.text_prompt,
@@ -263,8 +291,6 @@ class AudioToVideo(pl.LightningModule):
         return out["loss"]
 
     def validation_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        if batch_idx == 0 and self._preview_batch is None:
-            self._preview_batch = {k: (v[:4].detach().cpu() if torch.is_tensor(v) else v[:4]) for k, v in batch.items()}
         # Fixed noise and timesteps per batch so validation losses compare across epochs.
         g = torch.Generator().manual_seed(self.hparams.seed + batch_idx)
         out = self.diffusion_loss(batch, generator=g)
@@ -276,47 +302,129 @@ class AudioToVideo(pl.LightningModule):
         params = [p for p in self.parameters() if p.requires_grad]
         return self.optimizer_factory(params)
 
-    # -- generation -----------------------------------------------------------------------------
-    def latent_shape(self, batch_size: int, height: int, width: int) -> tuple[int, ...]:
-        return self.backbone.latent_shape(batch_size, self.hparams.num_frames, height, width)
-
-    @torch.no_grad()
-    def generate(
-        self, batch: dict, height: int, width: int, mode: Optional[Conditioning] = None, steps: Optional[int] = None,
-        guidance_scale: Optional[float] = None, seed: Optional[int] = None, progress: bool = False,
-        init_latents: Optional[torch.Tensor] = None, strength: float = 1.0, return_latents: bool = False,
-    ) -> torch.Tensor:
-        """Sample videos for a batch of audio (and labels): uint8 ``(B, F, 3, H, W)``."""
-        mode = mode or self.hparams.conditioning
-        cond, _ = self.conditioning(batch, mode)
-        uncond = self.backbone.encode_text([""])
-        B = cond.shape[0]
-        g = torch.Generator().manual_seed(self.hparams.seed if seed is None else seed)
-        latents = sample(
-            self.backbone.denoise, self.backbone.make_scheduler(self.hparams.scheduler), cond,
-            self.latent_shape(B, height, width), uncond=uncond,
-            steps=steps or self.hparams.steps,
-            guidance_scale=self.hparams.guidance_scale if guidance_scale is None else guidance_scale,
-            generator=g, progress=progress, init_latents=init_latents, strength=strength,
-        )
-        return latents if return_latents else self.backbone.decode_latents(latents)
-
-    def _frame_size(self, batch: dict) -> tuple[int, int]:
+    # -- sampling -------------------------------------------------------------------------------
+    def frame_size(self, batch: dict) -> tuple[int, int]:
+        """``(H, W)`` pixels of a batch's clips: its frames, its cached latents × the spatial factor,
+        else the backbone's default size."""
         if batch.get("frames") is not None:
             return tuple(batch["frames"].shape[-2:])
-        f = self.backbone.spatial_factor
-        return tuple(s * f for s in batch["latents"].shape[-2:])
+        if batch.get("latents") is not None:
+            f = self.backbone.spatial_factor
+            return tuple(s * f for s in batch["latents"].shape[-2:])
+        return tuple(self.backbone.default_size)
+
+    def clip_seeds(self, batch: dict, seed: Optional[int] = None) -> list[int]:
+        """The initial-noise seed of each clip: ``seed + crc32(id)`` for clips with an ``id`` (the same
+        whatever the batching, the order or the number of devices), else ``seed + i``."""
+        seed = self.hparams.seed if seed is None else int(seed)
+        ids = batch.get("id")
+        if ids:
+            return [(seed + zlib.crc32(str(i).encode())) % 2**31 for i in ids]
+        return [seed + i for i in range(self._batch_size(batch))]
+
+    @torch.no_grad()
+    def sample(
+        self, batch: dict, mode: Optional[Conditioning] = None, *, height: Optional[int] = None,
+        width: Optional[int] = None, fps: Optional[float] = None, steps: Optional[int] = None,
+        guidance_scale: Optional[float] = None, seed: Optional[int] = None, seeds: Optional[Sequence[int]] = None, window: Optional[int] = None,
+        overlap: Optional[int] = None, blend: Literal["ramp", "uniform"] = "ramp", window_batch: Optional[int] = None,
+        init_frames: Optional[torch.Tensor] = None, strength: float = 1.0, noise: Optional[torch.Tensor] = None,
+        progress: bool = False, return_latents: bool = False,
+    ) -> torch.Tensor:
+        """Videos for a batch: the one sampling path (test-time metrics, previews, ``predict``, ``generate``).
+
+        The audio may have any length (the same for every clip of the batch): N = the whole frames it
+        covers at ``fps``. Up to the model's F = ``num_frames`` it is one window; longer audio is
+        sampled in overlapping windows of F frames that share frames (:mod:`av_lightning.pipeline`).
+        ``text`` and ``none`` modes make ``num_frames`` frames from the labels alone.
+
+        Args:
+            batch: ``audio`` float ``(B, S)`` at ``sample_rate`` (or cached ``audio_states``), ``label``
+                list[str] (used by templates with ``{label}``), optional ``id`` and ``frames``.
+            mode: conditioning (default the model's).
+            height / width: pixels (default :meth:`frame_size`).
+            fps: frame rate of the video (Hz, default the model's): N and the windows' audio follow it.
+            steps / guidance_scale: sampling settings (default the model's).
+            seed / seeds: the initial noise of clip i comes from ``seeds[i]`` (default :meth:`clip_seeds`).
+            window / overlap / blend: frames per window (default F), frames shared by consecutive windows
+                (default F // 4) and how overlapping predictions are averaged (``ramp`` or ``uniform``).
+            window_batch: rows (windows × guidance branches) per denoiser call; default one window per
+                clip and branch, so long audio needs no more memory than one window.
+            init_frames: uint8 ``(B, N', 3, H, W)``, N' >= N, to animate instead of starting from noise.
+            strength: in (0, 1]: the noise put on ``init_frames`` (1 ignores them).
+            noise: the initial noise ``(B, C, N_lat, h, w)`` itself, overriding the seeds.
+            progress: show the sampling progress bar.
+            return_latents: return the float latents ``(B, C, N_lat, h, w)`` instead of frames.
+
+        Returns:
+            uint8 ``(B, N, 3, H, W)``.
+        """
+        hp, bb = self.hparams, self.backbone
+        mode = mode or hp.conditioning
+        B = self._batch_size(batch)
+        H, W = (height or self.frame_size(batch)[0]), (width or self.frame_size(batch)[1])
+        templates = self.prompt_templates(batch.get("label") or [""] * B, mode)
+        guidance = hp.guidance_scale if guidance_scale is None else guidance_scale
+        branches = 2 if guidance > 1.0 else 1
+        rows = window_batch or branches * B
+        audio = batch.get("audio") if mode in ("audio", "text+audio") else None
+        if audio is not None:
+            plan = plan_video(audio.shape[1], hp.sample_rate, fps or hp.fps, window or hp.num_frames, overlap,
+                              bb.temporal_factor)
+            num_frames = plan.num_frames
+            cond = self._window_conditioning(audio.to(self.device), templates, plan, max(1, rows // branches))
+            denoise = WindowedDenoiser(bb.denoise, plan.latent_starts, plan.latent_window,
+                                       bb.latent_frames(num_frames),
+                                       blend_weights(plan.latent_window, plan.latent_overlap, blend), rows)
+        else:  # text / none, or cached audio states: one clip of num_frames
+            num_frames = hp.num_frames
+            cond, _ = self.conditioning(batch, mode)
+            denoise = bb.denoise
+        shape = bb.latent_shape(B, num_frames, H, W)
+        if noise is None:
+            seeds = list(seeds) if seeds is not None else self.clip_seeds(batch, seed)
+            noise = torch.cat([torch.randn((1, *shape[1:]), generator=torch.Generator().manual_seed(int(s)))
+                               for s in seeds])
+        init_latents = None
+        if init_frames is not None and strength < 1.0:
+            init_latents = bb.encode_frames(init_frames[:, :num_frames].to(self.device))
+        latents = sample(
+            denoise, bb.make_scheduler(hp.scheduler), cond, shape, uncond=bb.encode_text([""]),
+            steps=steps or hp.steps, guidance_scale=guidance,
+            generator=torch.Generator().manual_seed(self.hparams.seed if seed is None else int(seed)),
+            latents=noise.to(self.device), init_latents=init_latents, strength=strength, progress=progress,
+        )
+        return latents if return_latents else bb.decode_latents(latents)
+
+    def _window_conditioning(self, audio: torch.Tensor, templates: Sequence[str], plan: VideoPlan,
+                             chunk: int) -> torch.Tensor:
+        """Each window's audio -> its own tokens and prompts: ``(B, W·F_lat, L, d)``, ``chunk`` window-rows
+        through the encoder and the text encoder at a time."""
+        B, W = audio.shape[0], plan.num_windows
+        windows = plan.window_audio(audio).flatten(0, 1)  # (B·W, n), row b·W + k
+        rows = [t for t in templates for _ in range(W)]
+        cond = []
+        for i in range(0, B * W, chunk):
+            tokens = self.audio_tokens({"audio": windows[i : i + chunk]}, num_frames=plan.window)
+            cond.append(self.backbone.encode_frame_prompts(rows[i : i + chunk], tokens))
+        return torch.cat(cond).unflatten(0, (B, W)).flatten(1, 2)
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self.check_batch(batch)
-        H, W = self._frame_size(batch)
-        videos = self.generate(batch, H, W, seed=self.hparams.seed + batch_idx)
-        real = batch.get("frames")
+        videos = self.sample(batch)
         for metric in self.metrics:
-            metric.update_from_clips(fake=videos, real=real, audio=batch.get("audio"), texts=batch.get("label"),
-                                     fps=self.hparams.fps, sample_rate=self.hparams.sample_rate)
+            metric.update_from_clips(fake=videos, real=batch.get("frames"), audio=batch.get("audio"),
+                                     texts=batch.get("label"), fps=self.hparams.fps,
+                                     sample_rate=self.hparams.sample_rate)
         if self.hparams.save_test_videos:
-            self._save_videos(videos, batch, batch_idx)
+            ids = batch.get("id") or [f"{batch_idx:05d}_{i}" for i in range(videos.shape[0])]
+            write_videos(self.hparams.save_test_videos, videos, ids, self.hparams.fps, batch.get("audio"),
+                         self.hparams.sample_rate)
+
+    def predict_step(self, batch: dict, batch_idx: int) -> dict:
+        """``{"videos": uint8 (B, N, 3, H, W), "id", "audio"}`` (written by ``av_lightning.callbacks.WriteVideos``)."""
+        return {"videos": self.sample(batch).cpu(), "id": batch.get("id"),
+                "audio": batch["audio"].cpu() if batch.get("audio") is not None else None}
 
     def on_test_epoch_end(self) -> None:
         from av_lightning.evaluate import compute_metrics
@@ -325,17 +433,6 @@ class AudioToVideo(pl.LightningModule):
         # twice, Lightning would silently report the mean of the two values.
         for key, v in compute_metrics(self.metrics).items():
             self.log(f"test/{key}", v.float(), sync_dist=False)
-
-    def _save_videos(self, videos: torch.Tensor, batch: dict, batch_idx: int) -> None:
-        from av_lightning.data.io import write_video
-
-        out = Path(self.hparams.save_test_videos)
-        out.mkdir(parents=True, exist_ok=True)
-        ids = batch.get("id") or [f"{batch_idx:05d}_{i}" for i in range(videos.shape[0])]
-        for i, clip_id in enumerate(ids):
-            audio = batch["audio"][i].cpu() if batch.get("audio") is not None else None
-            write_video(out / f"{clip_id}.mp4", videos[i].cpu(), fps=self.hparams.fps, audio=audio,
-                        sample_rate=self.hparams.sample_rate)
 
     # -- checkpoints ----------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -55,14 +55,9 @@ OFFICIAL_SHAPES: dict[str, tuple[int, ...]] = {
 
 
 def _conv1x1(w: torch.Tensor) -> torch.Tensor:
-    """Conv1d weight ``(out, in, 1)`` -> Linear weight ``(out, in)``."""
-    return w[..., 0]
-
-
-def _mix(w: torch.Tensor) -> torch.Tensor:
-    """``reduce_potentials`` Conv1d(2 -> 1, k=1) weight ``(1, 2, 1)`` -> ``mix`` Linear(2, 1) ``(1, 2)``.
-
-    The conv's input channels are ordered [unary, pairwise], as AttentivePool stacks them."""
+    """Conv1d weight ``(out, in, 1)`` -> Linear weight ``(out, in)``. Also ``reduce_potentials``, a
+    Conv1d(2 -> 1, k=1) ``(1, 2, 1)``, becomes ``mix``, Linear(2, 1) ``(1, 2)``: its input channels are
+    ordered [unary, pairwise], as AttentivePool stacks them."""
     return w[..., 0]
 
 
@@ -88,7 +83,7 @@ KEY_MAP: dict[str, tuple[str, Callable[[torch.Tensor], torch.Tensor]]] = {
     "fga.pp_models.0.embed_X.bias": ("tokens.pool.pair_x.bias", _same),
     "fga.pp_models.0.embed_Y.weight": ("tokens.pool.pair_y.weight", _conv1x1),
     "fga.pp_models.0.embed_Y.bias": ("tokens.pool.pair_y.bias", _same),
-    "fga.reduce_potentials.0.weight": ("tokens.pool.mix.weight", _mix),
+    "fga.reduce_potentials.0.weight": ("tokens.pool.mix.weight", _conv1x1),
 }
 
 #: The zeroscope_v2_576w hub id the official adapters were trained with.

@@ -1,17 +1,34 @@
-"""The sampling loop: conditioning -> video frames, with classifier-free guidance.
+"""The sampling loop and its long-audio windows: conditioning -> latents, with classifier-free guidance.
 
-Written against diffusers' scheduler API (``set_timesteps`` / ``scale_model_input`` / ``step``)
-so any diffusers scheduler works; DDIM is the default. Flow-matching schedulers
-(``FlowMatchEulerDiscreteScheduler``) have no ``scale_model_input`` or ``init_noise_sigma`` (their
-input needs no scaling, their noise has unit variance) and noise clean latents with ``scale_noise``. The conditional branch may be per-frame
-``(B, F, N, d)``; the unconditional branch is the empty prompt, the same for every frame, so it
-runs through the stock UNet path. Both branches share one batched UNet call per step.
+:func:`sample` is written against diffusers' scheduler API (``set_timesteps`` /
+``scale_model_input`` / ``step``), so any diffusers scheduler works; DDIM is the UNet3D default.
+Flow-matching schedulers (``FlowMatchEulerDiscreteScheduler``) have no ``scale_model_input`` or
+``init_noise_sigma`` (their input needs no scaling, their noise has unit variance) and noise clean
+latents with ``scale_noise``. The conditional branch may be per-frame ``(B, F, N, d)``; the
+unconditional branch is the empty prompt, the same for every frame. Both branches share one
+batched denoiser call per step.
+
+Long audio (MultiDiffusion-style; ``docs/generation.md``): a video of N frames is one latent. It
+is covered by W windows of F frames (the model's clip length, :func:`plan_video`) that overlap by
+O frames; the last window is aligned to the end. At every step :class:`WindowedDenoiser` denoises
+each window with its own conditioning (its tokens computed from its own audio) and averages the W
+predictions back onto the N frames with weights that ramp down towards the window edges
+(:func:`blend_weights`); one scheduler step then updates the shared latent, so overlapping
+frames are one set of latents that every window covering them pulls towards its own
+prediction. Cost per step: ``W · F`` frames of denoiser work, ``W = ceil((N − F) / (F − O)) + 1``.
+With a backbone that compresses time r× the windows are planned in latent frames.
+
+:meth:`av_lightning.module.AudioToVideo.sample` is the one caller that turns audio into videos
+(test-time metrics, previews, ``predict``, ``av-lightning generate``).
 """
 
 from __future__ import annotations
 
 import inspect
-from typing import Callable, Optional
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Callable, Literal, Optional
 
 import torch
 from tqdm.auto import tqdm
@@ -60,7 +77,6 @@ def sample(
     init_latents: Optional[torch.Tensor] = None,
     strength: float = 1.0,
     progress: bool = True,
-    step_callback: Optional[Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]] = None,
 ) -> torch.Tensor:
     """Denoise from noise (or from noised ``init_latents``) to clean latents.
 
@@ -78,7 +94,6 @@ def sample(
             level of ``strength`` and denoised for the last ``strength · steps`` steps.
         strength: in (0, 1]; 1 ignores ``init_latents``.
         progress: show a progress bar.
-        step_callback: ``(i, t, latents) -> latents`` applied after every step (long-audio blending).
 
     Returns:
         ``(B, C, F, h, w)`` float latents.
@@ -110,7 +125,7 @@ def sample(
         both = torch.cat([uncond, cond])
     B = latent_shape[0]
     step_kwargs = {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
-    for i, t in enumerate(tqdm(timesteps, desc="sampling", disable=not progress, leave=False)):
+    for t in tqdm(timesteps, desc="sampling", disable=not progress, leave=False):
         x = scheduler.scale_model_input(latents, t) if hasattr(scheduler, "scale_model_input") else latents
         if guided:
             pred_u, pred_c = denoise(torch.cat([x, x]), t.expand(2 * B), both).chunk(2)
@@ -118,6 +133,141 @@ def sample(
         else:
             pred = denoise(x, t.expand(B), cond)
         latents = scheduler.step(pred, t, latents, **step_kwargs).prev_sample
-        if step_callback is not None:
-            latents = step_callback(i, t, latents)
     return latents
+
+
+# ------------------------------------------------------------------------------------------------
+# long audio: shared-frame windows
+
+
+def plan_windows(total: int, window: int, overlap: int) -> list[int]:
+    """Start frames of windows of ``window`` frames covering ``total`` frames.
+
+    Consecutive windows share at least ``overlap`` frames; the last window ends at ``total`` (it may
+    overlap its neighbour by more). ``total <= window`` gives one window ``[0]`` of ``total`` frames.
+    """
+    if total < 1 or window < 1:
+        raise ValueError(f"need total >= 1 and window >= 1 frames, got {total}, {window}")
+    if total <= window:
+        return [0]
+    if not 0 <= overlap < window:
+        raise ValueError(f"overlap must be in [0, {window - 1}] frames for windows of {window}, got {overlap}")
+    stride = window - overlap
+    count = math.ceil((total - window) / stride) + 1
+    return sorted({min(k * stride, total - window) for k in range(count)})
+
+
+def blend_weights(window: int, overlap: int, mode: Literal["ramp", "uniform"] = "ramp") -> torch.Tensor:
+    """``(F,)`` weights of a window's frames when predictions are averaged over windows.
+
+    ``ramp`` rises linearly over the first ``overlap`` frames and falls over the last (a cross-fade,
+    never zero); ``uniform`` weighs every frame alike (plain MultiDiffusion averaging).
+    """
+    if mode == "uniform" or overlap <= 0:
+        return torch.ones(window)
+    if mode != "ramp":
+        raise ValueError(f"blend must be 'ramp' or 'uniform', got {mode!r}")
+    f = torch.arange(window, dtype=torch.float32)
+    return torch.minimum(torch.ones(window), torch.minimum(f + 1, window - f) / (overlap + 1))
+
+
+@dataclass
+class VideoPlan:
+    """How audio becomes frames: N frames in windows of F starting at ``starts`` (video frames).
+
+    The ``latent_*`` fields are the same windows in latent frames, where the denoiser blends them;
+    with a backbone that compresses time r× (``temporal_factor``), window k covers latent frames
+    ``latent_starts[k] …`` and video frames ``r · latent_starts[k] … + F − 1``. Without compression
+    they equal the video-frame fields.
+    """
+
+    num_frames: int
+    window: int
+    overlap: int
+    starts: list[int]
+    samples_per_frame: float
+    latent_window: int = 0
+    latent_overlap: int = 0
+    latent_starts: list[int] = field(default_factory=list)
+
+    @property
+    def num_windows(self) -> int:
+        return len(self.starts)
+
+    def window_audio(self, audio: torch.Tensor) -> torch.Tensor:
+        """``(B, S)`` waveforms -> ``(B, W, n)``: each window's audio, exactly its F frames' span."""
+        n = round(self.window * self.samples_per_frame)
+        chunks = []
+        for s in self.starts:
+            a = audio[:, round(s * self.samples_per_frame):][:, :n]
+            chunks.append(torch.nn.functional.pad(a, (0, n - a.shape[1])))  # < 1 sample of rounding
+        return torch.stack(chunks, dim=1)
+
+
+def plan_video(num_samples: int, sample_rate: int, fps: float, window: int, overlap: Optional[int] = None,
+               temporal_factor: int = 1) -> VideoPlan:
+    """N = whole frames the audio covers; windows of ``min(window, N)`` frames; default overlap F // 4.
+
+    With ``temporal_factor`` r > 1 (a causal video VAE), N and F are rounded down to ``1 + r·k``
+    frames (the trailing < r frames of audio are left out) and the windows are planned in latent
+    frames, the overlap rounded up to whole latent frames.
+
+    Raises:
+        ValueError: the audio is shorter than one frame, or ``window`` does not fit the backbone.
+    """
+    spf = sample_rate / fps
+    total = math.floor(num_samples / spf + 1e-6)
+    if total < 1:
+        raise ValueError(f"{num_samples} samples is shorter than one frame at {fps:g} fps")
+    r = int(temporal_factor)
+    if r == 1:
+        F = min(window, total)
+        overlap = min(max(1, window // 4) if overlap is None else overlap, max(F - 1, 0))
+        starts = plan_windows(total, F, overlap)
+        return VideoPlan(total, F, overlap, starts, spf, F, overlap, starts)
+    if (window - 1) % r:
+        raise ValueError(f"this backbone makes 1 + {r}·k frames per window; a window of {window} frames is not one")
+    total = 1 + r * ((total - 1) // r)
+    F = min(window, total)
+    n_lat, f_lat = 1 + (total - 1) // r, 1 + (F - 1) // r
+    o_lat = min(max(1, (1 + (window - 1) // r) // 4) if overlap is None else -(-overlap // r), max(f_lat - 1, 0))
+    lat_starts = plan_windows(n_lat, f_lat, o_lat)
+    return VideoPlan(total, F, r * o_lat, [r * s for s in lat_starts], spf, f_lat, o_lat, lat_starts)
+
+
+class WindowedDenoiser:
+    """A ``denoise`` for :func:`sample` over the whole latent of N (latent) frames.
+
+    Called with latents ``(B', C, N, h, w)``, timesteps ``(B',)`` and the windows' conditioning laid
+    out as ``(B', W·F, L, d)`` (window k's frames at ``k·F .. k·F + F − 1``), it denoises the W windows
+    in calls of at most ``max_batch`` rows (default ``B'``: one window per row, the memory of a
+    one-window batch, however long the audio) and returns the weighted average of the window
+    predictions per frame, ``(B', C, N, h, w)``.
+    """
+
+    def __init__(self, denoise: Callable, starts: Sequence[int], window: int, total: int,
+                 weights: torch.Tensor, max_batch: Optional[int] = None):
+        self.denoise, self.starts, self.window, self.total = denoise, list(starts), window, total
+        self.weights, self.max_batch = weights, max_batch
+
+    def __call__(self, latents: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        B, C, N, h, w = latents.shape
+        W, F = len(self.starts), self.window
+        if N != self.total or cond.shape[1] != W * F:
+            raise ValueError(f"windowed denoiser set up for {self.total} frames in {W}×{F}, got latents with {N} "
+                             f"frames and conditioning with {cond.shape[1]}")
+        if W == 1:  # one window covering everything: the plain denoiser, bit for bit
+            return self.denoise(latents, t, cond)
+        x = torch.stack([latents[:, :, s : s + F] for s in self.starts], dim=1).flatten(0, 1)  # (B·W, C, F, h, w)
+        c = cond.unflatten(1, (W, F)).flatten(0, 1)  # (B·W, F, L, d)
+        ts = t.repeat_interleave(W)
+        step = max(1, self.max_batch or B)
+        pred = torch.cat([self.denoise(x[i : i + step], ts[i : i + step], c[i : i + step])
+                          for i in range(0, x.shape[0], step)]).unflatten(0, (B, W))
+        wts = self.weights.to(pred)
+        out = torch.zeros(B, C, N, h, w, dtype=pred.dtype, device=pred.device)
+        norm = torch.zeros(N, dtype=pred.dtype, device=pred.device)
+        for k, s in enumerate(self.starts):
+            out[:, :, s : s + F] += pred[:, k] * wts[None, None, :, None, None]
+            norm[s : s + F] += wts
+        return out / norm[None, None, :, None, None]

@@ -47,3 +47,17 @@ class InterruptAt(pl.Callback):
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
         if trainer.global_step == self.step:
             raise KeyboardInterrupt
+
+
+def build(config: dict):
+    """A module from its ``{"class_path", "init_args"}`` config (nested ones too), by LightningCLI's parser."""
+    from lightning.pytorch.cli import instantiate_module
+
+    return instantiate_module(torch.nn.Module, {"_class_path": config["class_path"], **(config.get("init_args") or {})})
+
+
+def sample_one(model, audio, **kw):
+    """One clip of any length through ``model.sample``: uint8 ``(N, 3, H, W)`` (or ``(C, N, h, w)`` latents)."""
+    if "noise" not in kw:
+        kw.setdefault("seeds", [kw.pop("seed", 0)])
+    return model.sample({"audio": audio[None].to(model.device)}, **kw)[0]

@@ -79,7 +79,7 @@ def test_adapter_file_holds_only_trainable_and_reload_is_exact(tmp_path, batch):
     assert not torch.equal(m.audio_tokens(batch), m2.audio_tokens(batch))
     m2.load_adapter(tmp_path / "adapter.safetensors")
     torch.testing.assert_close(m2.audio_tokens(batch), m.audio_tokens(batch), rtol=0, atol=0)
-    torch.testing.assert_close(m2.generate(batch, 8, 8, steps=2), m.generate(batch, 8, 8, steps=2), rtol=0, atol=0)
+    torch.testing.assert_close(m2.sample(batch, steps=2), m.sample(batch, steps=2), rtol=0, atol=0)
 
 
 def test_bad_input_is_explained(module, batch):
@@ -99,11 +99,11 @@ def test_bad_input_is_explained(module, batch):
 
 def test_generation_modes_and_determinism(module, batch):
     module.eval()
-    a = module.generate(batch, 8, 8, steps=2, seed=3)
+    a = module.sample(batch, steps=2, seed=3)
     assert a.shape == (2, 4, 3, 8, 8) and a.dtype == torch.uint8
-    torch.testing.assert_close(module.generate(batch, 8, 8, steps=2, seed=3), a, rtol=0, atol=0)
+    torch.testing.assert_close(module.sample(batch, steps=2, seed=3), a, rtol=0, atol=0)
     for mode in ("text", "text+audio", "none"):
-        assert module.generate(batch, 8, 8, mode=mode, steps=2).shape == a.shape
+        assert module.sample(batch, mode, steps=2).shape == a.shape
 
 
 def test_width_mismatch_is_explained():

@@ -7,8 +7,9 @@ Example::
 
 The ``--config`` files are parsed by the project's LightningCLI (``av_lightning.cli``), exactly
 as ``lightning fit`` would (overlays in order, ``class_path``/``init_args``, linked clip
-geometry); nothing is trained. The model must expose ``backbone.encode_frames``,
-``backbone.settings()`` and ``encoder`` (an AudioEncoder); only those frozen parts run.
+geometry); nothing is trained. The model computes and describes the features it will read
+(``feature_settings``, ``frame_features``, ``audio_features``: a
+:class:`~av_lightning.data.cache.FeatureSource`); only its frozen parts run.
 """
 
 from __future__ import annotations
@@ -59,9 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if isinstance(model, torch.nn.Module):
         model.eval().to(device)
-    backbone = model.backbone
-    folder = build_cache(data, backbone.encode_frames, backbone.settings(), model.encoder, Path(out),
-                         splits=args.splits, batch_size=args.batch_size, shard_size=args.shard_size,
+    folder = build_cache(data, model, Path(out), splits=args.splits, batch_size=args.batch_size, shard_size=args.shard_size,
                          device=device, store_frames=args.store_frames)
     print(f"av-lightning cache: features in {folder}; train with data.init_args.cache_dir={out}")
     return 0

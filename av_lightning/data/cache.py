@@ -2,18 +2,23 @@
 
 Layout::
 
-    CACHE_DIR/<settings hash>/settings.json     clip + frame-encoder + audio-encoder settings
+    CACHE_DIR/<settings hash>/settings.json     clip settings + the features' settings
     CACHE_DIR/<settings hash>/index.json        clip key -> shard file and row, id, start, label
     CACHE_DIR/<settings hash>/shard-00000.safetensors
-        "<row>/latents"       (C, F, h, w)   from encode_frames
-        "<row>/audio_states"  (T', Lh, d)    from the AudioEncoder
-        "<row>/audio"         (S,)           the clip's waveform (kept: losses and previews use it)
-        "<row>/frames"        (F, 3, H, W)   uint8, only with ``store_frames=True``
+        "<row>/latents"       (C, F_lat, h, w)  from ``features.frame_features``
+        "<row>/audio_states"  (...)             from ``features.audio_features``: what the mapper reads
+        "<row>/audio"         (S,)              the clip's waveform (kept: losses and previews use it)
+        "<row>/frames"        (F, 3, H, W)      uint8, only with ``store_frames=True``
 
-Invalidation: the folder name is a hash of the settings (clip shape and start policy, the
-frame encoder's ``settings()``, the audio encoder's ``settings()``), so a changed setting
-means another folder: :func:`open_cache` then raises and names the settings that differ, and
-:func:`build_cache` computes a new cache. A clip key hashes the video and audio files'
+The features come from a :class:`FeatureSource`, the model that reads them: it says which
+features it needs and describes them in ``feature_settings()`` (the frame encoder, the audio
+encoder, and which of the encoder's outputs: hidden states, or the raw patch tokens of the
+official compatibility mode). The model names them to the DataModule with
+``expect_cache(model.feature_settings())``; the data never looks into the model.
+
+Invalidation: the folder name is a hash of the settings (clip shape and start policy, and the
+feature settings), so a changed setting means another folder: :func:`open_cache` then raises
+and names the settings that differ, and :func:`build_cache` computes a new cache. A clip key hashes the video and audio files'
 (absolute path, size, mtime) with the clip's start (in samples) and shape, so a re-encoded or
 replaced file is detected as stale when the DataModule opens the cache.
 
@@ -27,20 +32,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from av_lightning.data.clips import ClipRecord, candidate_starts, clip_start, load_clip
+from av_lightning.data.probing import file_identity
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 class CacheError(RuntimeError):
@@ -51,20 +57,28 @@ def _digest(obj) -> str:
     return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode("utf-8")).hexdigest()
 
 
-def cache_settings(clip_settings: dict, frames_settings: dict, audio_settings: dict) -> dict:
+class FeatureSource(Protocol):
+    """What computes the cached features: the model that reads them (``AudioToVideo`` is one).
+
+    ``feature_settings()`` describes everything the features depend on (the frame encoder, the
+    audio encoder and which of its outputs the model reads), so it keys the cache.
+    """
+
+    def feature_settings(self) -> dict: ...
+
+    def frame_features(self, frames: torch.Tensor) -> torch.Tensor: ...
+
+    def audio_features(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]: ...
+
+
+def cache_settings(clip_settings: dict, feature_settings: dict) -> dict:
     """The full description a cache folder is keyed by."""
-    return {"format": FORMAT_VERSION, "clip": clip_settings, "frames": frames_settings, "audio": audio_settings}
+    return {"format": FORMAT_VERSION, "clip": clip_settings, "features": feature_settings}
 
 
 def settings_hash(settings: dict) -> str:
     """Folder name of a cache: 16 hex digits of the SHA-1 of the settings' JSON."""
     return _digest(settings)[:16]
-
-
-def file_identity(path: str | Path) -> list:
-    """``[absolute path, size in bytes, mtime in ns]``."""
-    st = os.stat(path)
-    return [str(Path(path).resolve()), st.st_size, st.st_mtime_ns]
 
 
 def clip_key(record: ClipRecord, start: float, clip_settings: dict) -> str:
@@ -90,17 +104,17 @@ def _clip_starts(record: ClipRecord, index: int, spec, kwargs: dict) -> list[flo
 
 
 def _describe(settings: dict) -> str:
-    return json.dumps({k: settings[k] for k in ("clip", "frames", "audio") if k in settings}, sort_keys=True)
+    return json.dumps({k: settings[k] for k in ("clip", "features") if k in settings}, sort_keys=True)
 
 
-def open_cache(cache_dir: str | Path, clip_settings: dict, encoder_settings: tuple[dict, dict] | None) -> Path:
+def open_cache(cache_dir: str | Path, clip_settings: dict, feature_settings: dict | None) -> Path:
     """The cache folder for these settings.
 
     Args:
         cache_dir: the cache root.
         clip_settings: ``datamodule.clip_settings()``.
-        encoder_settings: ``(frames_settings, audio_settings)``; None accepts the only cache
-            whose clip settings match (with a warning).
+        feature_settings: the reader's ``feature_settings()`` (:class:`FeatureSource`); None accepts
+            the only cache whose clip settings match (with a warning).
 
     Raises:
         CacheError: no cache with these settings (the message lists those that exist).
@@ -109,8 +123,8 @@ def open_cache(cache_dir: str | Path, clip_settings: dict, encoder_settings: tup
     existing = sorted(p for p in cache_dir.glob("*/settings.json")) if cache_dir.is_dir() else []
     found = {p.parent: json.loads(p.read_text()) for p in existing}
     hint = "build it with `av-lightning cache --config ...` (or av_lightning.data.cache.build_cache)"
-    if encoder_settings is not None:
-        wanted = cache_settings(clip_settings, *encoder_settings)
+    if feature_settings is not None:
+        wanted = cache_settings(clip_settings, feature_settings)
         folder = cache_dir / settings_hash(wanted)
         if folder in found and (folder / "index.json").is_file():
             return folder
@@ -122,13 +136,13 @@ def open_cache(cache_dir: str | Path, clip_settings: dict, encoder_settings: tup
     matching = [p for p, s in found.items() if s.get("clip") == clip_settings and (p / "index.json").is_file()]
     if len(matching) == 1:
         rank_zero_warn(
-            f"using feature cache {matching[0]} without checking the encoder settings (no model attached); "
-            "call datamodule.expect_cache(frames_settings, audio_settings) to check them"
+            f"using feature cache {matching[0]} without checking which features it holds (nothing said which are "
+            "needed); a model calls datamodule.expect_cache(model.feature_settings()) in its setup"
         )
         return matching[0]
     raise CacheError(
-        f"{len(matching)} feature caches in {cache_dir} match the clip settings {clip_settings} and no model "
-        f"settings were given to choose; {hint}, or call datamodule.expect_cache(...)"
+        f"{len(matching)} feature caches in {cache_dir} match the clip settings {clip_settings} and nothing said "
+        f"which features are needed; {hint}, or call datamodule.expect_cache(model.feature_settings())"
     )
 
 
@@ -183,7 +197,11 @@ class CachedClipDataset(Dataset):
 
     def _open(self, shard: str):
         if shard not in self._handles:
-            self._handles[shard] = safe_open(str(self.folder / shard), framework="pt")
+            try:
+                self._handles[shard] = safe_open(str(self.folder / shard), framework="pt")
+            except (SafetensorError, OSError) as err:
+                raise CacheError(f"feature cache shard {self.folder / shard} is unreadable ({err}); delete "
+                                 f"{self.folder} and rebuild it with `av-lightning cache --config ...`") from err
         return self._handles[shard]
 
     def __getitem__(self, key: int) -> dict:
@@ -217,9 +235,7 @@ class _Jobs(Dataset):
 
 def build_cache(
     datamodule,
-    encode_frames: Callable[[torch.Tensor], torch.Tensor],
-    frames_settings: dict,
-    audio_encoder,
+    features: FeatureSource,
     out_dir: str | Path | None = None,
     splits: Sequence[str] | None = None,
     batch_size: int | None = None,
@@ -233,9 +249,8 @@ def build_cache(
     Args:
         datamodule: an :class:`~av_lightning.data.datamodules.AudioVideoDataModule` (its
             ``train_starts`` fixes the cached training starts).
-        encode_frames: frozen video encoder, uint8 ``(B, F, 3, H, W)`` -> ``(B, C, F, h, w)``.
-        frames_settings: JSON-serialisable settings of ``encode_frames`` (e.g. ``backbone.settings()``).
-        audio_encoder: an :class:`~av_lightning.encoders.base.AudioEncoder`.
+        features: what computes and describes the features (:class:`FeatureSource`, e.g. the
+            ``AudioToVideo`` that will train on them; already on ``device``).
         out_dir: cache root (default ``datamodule.cache_dir``).
         splits: default ``datamodule.cache_splits``.
         batch_size: encoder batch (default the DataModule's).
@@ -258,7 +273,7 @@ def build_cache(
             datamodule.setup(stage)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     clip = datamodule.clip_settings()
-    settings = cache_settings(clip, frames_settings, audio_encoder.settings())
+    settings = cache_settings(clip, features.feature_settings())
     folder = Path(out_dir) / settings_hash(settings)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "settings.json").write_text(json.dumps(settings, indent=1, sort_keys=True, default=str))
@@ -310,14 +325,10 @@ def build_cache(
         shard_no += 1
         buffer, pending = {}, []
 
-    if hasattr(audio_encoder, "eval"):
-        audio_encoder.eval().to(device)
     with torch.no_grad(), tqdm(total=len(jobs), desc=f"caching features to {folder}", unit="clip") as bar:
         for batch in loader:
-            latents = encode_frames(batch["frames"].to(device)).to("cpu", dtype)
-            out = audio_encoder(batch["audio"].to(device))
-            states = out.hidden_states.to("cpu", dtype)
-            index.setdefault("audio_frame_rate", float(out.frame_rate))
+            latents = features.frame_features(batch["frames"].to(device)).to("cpu", dtype)
+            states = features.audio_features(batch["audio"].to(device))[0].to("cpu", dtype)
             for b, key in enumerate(batch["key"]):
                 row = len(pending)
                 buffer[f"{row}/latents"] = latents[b].contiguous()

@@ -29,9 +29,6 @@ plus ``audio``, ``label``, ``id``, ``start`` (and ``frames`` if they were cached
 from __future__ import annotations
 
 import csv
-import hashlib
-import json
-import os
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -43,85 +40,9 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from av_lightning.data.clips import ClipDataset, ClipRecord, ClipSpec, ResumableFit, resolve_path
-from av_lightning.data.io import MediaError, NonFiniteAudioError, probe
-
-#: Accepted spellings of the manifest columns (first match wins).
-COLUMN_ALIASES = {
-    "ytid": ("ytid", "youtube_id", "id", "video_id", "name"),
-    "start_time": ("start_time", "start", "start_seconds", "start_s"),
-    "class": ("class", "label", "caption", "category"),
-    "set": ("set", "split", "subset"),
-}
-SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
-                 "validation": "val", "test": "test", "testing": "test", "eval": "test"}
-VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v")
-#: Changes when :meth:`AudioVideoDataModule.check` gains a check, so cached probe results are redone.
-PROBE_VERSION = 2
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def read_manifest(path: str | Path) -> list[dict]:
-    """Rows of a ``ytid,start_time,class,set`` CSV, with or without a header row.
-
-    A first row whose second field is not a number is a header; its column names are matched
-    to :data:`COLUMN_ALIASES`. Without a header the columns are positional. Extra columns are
-    kept under their header names. ``start_time`` becomes an int when it is whole (so
-    ``{start_time:06d}`` works in name patterns).
-
-    Returns:
-        a list of dicts with at least ``ytid``, ``start_time``, ``class``, ``set``.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"manifest {path} not found; pass manifest=PATH (a ytid,start_time,class,set CSV)")
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = [r for r in csv.reader(f) if r and any(x.strip() for x in r)]
-    if not rows:
-        raise ValueError(f"manifest {path} is empty")
-    first = [x.strip() for x in rows[0]]
-    if len(first) >= 2 and not _is_number(first[1]):
-        header = [h.lower() for h in first]
-        body = rows[1:]
-        index = {}
-        for key, names in COLUMN_ALIASES.items():
-            for name in names:
-                if name in header:
-                    index[key] = header.index(name)
-                    break
-        missing = [k for k in ("ytid", "class") if k not in index]
-        if missing:
-            raise ValueError(f"manifest {path}: header {first} lacks column(s) {missing}; expected ytid,start_time,class,set")
-    else:
-        header = ["ytid", "start_time", "class", "set"][: len(first)]
-        body = rows
-        index = {k: i for i, k in enumerate(header)}
-    out = []
-    for lineno, row in enumerate(body, start=len(rows) - len(body) + 1):
-        row = [x.strip() for x in row]
-        rec = {h: row[i] for i, h in enumerate(header) if i < len(row)}
-        for key, i in index.items():
-            rec[key] = row[i] if i < len(row) else ""
-        start = rec.get("start_time", "") or "0"
-        try:
-            value = float(start)
-        except ValueError as exc:
-            raise ValueError(f"manifest {path} line {lineno}: start_time {start!r} is not a number") from exc
-        rec["start_time"] = int(value) if value.is_integer() else value
-        rec["set"] = SPLIT_ALIASES.get(rec.get("set", "train").lower(), rec.get("set", "train").lower())
-        out.append(rec)
-    return out
-
-
-def stable_rank(key: str) -> str:
-    """A run- and order-independent sort key (SHA-1 hex of ``key``)."""
-    return hashlib.sha1(key.encode("utf-8")).hexdigest()
+from av_lightning.data.folders import VIDEO_EXTENSIONS, FolderError, MediaPair, pair_videos, sidecar_audio
+from av_lightning.data.manifest import SPLIT_ALIASES, read_manifest, stable_rank
+from av_lightning.data.probing import ProbeCache, check_audio, check_video
 
 
 class AudioVideoDataModule(ResumableFit, pl.LightningDataModule):
@@ -217,7 +138,7 @@ class AudioVideoDataModule(ResumableFit, pl.LightningDataModule):
         self.probe_cache = probe_cache
         self.records: dict[str, list[ClipRecord]] = {}
         self.skipped: list[dict] = []
-        self._cache_settings: tuple[dict, dict] | None = None
+        self._cache_settings: dict | None = None  # the features the reader needs (expect_cache)
         self._datasets: dict[str, Dataset] = {}
 
     # ---------------------------------------------------------------- listing
@@ -285,71 +206,36 @@ class AudioVideoDataModule(ResumableFit, pl.LightningDataModule):
 
     # ---------------------------------------------------------------- probing
 
+    #: How :mod:`~av_lightning.data.probing`'s problems read in ``skipped.csv``.
+    REASONS = {"missing": "missing", "undecodable": "decode error", "no video": "decode error",
+               "no audio": "no audio", "non-finite audio": "non-finite audio", "too short": "too short"}
+
     def check(self, record: ClipRecord) -> tuple[str, str] | None:
-        """Probe one file; ``None`` when usable (``record.duration`` is set), else (reason, detail)."""
-        if not Path(record.video).is_file():
-            return "missing", record.video
-        try:
-            info = probe(record.video)
-        except NonFiniteAudioError as exc:
-            return "non-finite audio", str(exc)
-        except MediaError as exc:
-            return "decode error", str(exc)
-        if info.fps is None:
-            return "decode error", f"{record.video}: no video stream"
-        durations = [info.video_duration or info.duration]
-        if record.audio != record.video:
-            try:
-                ainfo = probe(record.audio)
-            except NonFiniteAudioError as exc:
-                return "non-finite audio", str(exc)
-            except MediaError as exc:
-                return "decode error", str(exc)
-            if not ainfo.has_audio:
-                return "no audio", record.audio
-            durations.append(ainfo.audio_duration or ainfo.duration)
-        elif not info.has_audio:
-            return "no audio", record.video
-        else:
-            durations.append(info.audio_duration or info.duration)
-        record.duration = min(durations)
-        if record.duration + 1e-3 < self.spec.duration:
-            return "too short", f"{record.duration:.3f} s < {self.spec.duration:.3f} s"
+        """Probe one listed file; ``None`` when usable (``record.duration`` is set), else (reason, detail)."""
+        need = self.spec.duration
+        problem, info = check_video(record.video, need)
+        if problem is None:
+            own = record.audio == record.video
+            problem, audio_seconds = check_audio(record.audio, need, info if own else None)
+        if problem is not None:
+            return self.REASONS[problem.kind], problem.detail
+        video_seconds = info.video_duration if info.video_duration is not None else info.duration
+        record.duration = min(video_seconds, audio_seconds)
         return None
-
-    def _probe_cache_path(self) -> Path | None:
-        if not self.probe_cache:
-            return None
-        return (self.cache_dir or self.root) / "probe_cache.json"
-
-    @staticmethod
-    def _identity(record: ClipRecord) -> str | None:
-        try:
-            v, a = os.stat(record.video), os.stat(record.audio)
-        except OSError:
-            return None  # missing files are re-checked every time
-        return f"{v.st_size}:{v.st_mtime_ns}:{record.audio}:{a.st_size}:{a.st_mtime_ns}"
 
     def _probe(self, records: list[ClipRecord], what: str) -> list[ClipRecord]:
         """Probe ``records`` (threads; results reused from ``probe_cache.json`` for unchanged files)."""
-        path = self._probe_cache_path()
-        cache: dict = {}
-        if path is not None and path.is_file():
-            try:
-                cache = json.loads(path.read_text())
-            except (OSError, json.JSONDecodeError):
-                rank_zero_warn(f"ignoring unreadable probe cache {path}")
-        clip = f"{PROBE_VERSION}/{self.spec.num_frames}/{self.spec.fps}"
+        path = (self.cache_dir or self.root) / "probe_cache.json" if self.probe_cache else None
+        cache = ProbeCache(path, f"{self.spec.num_frames}/{self.spec.fps}")
 
         def one(r: ClipRecord) -> tuple[str, str] | None:
-            ident = self._identity(r)
-            hit = cache.get(r.video) if ident is not None else None
-            if hit is not None and hit[0] == ident and hit[1] == clip:
-                r.duration = hit[2]
-                return tuple(hit[3]) if hit[3] else None
+            files = [r.video, r.audio]
+            hit = cache.get(files)
+            if hit is not None:
+                r.duration = hit[0]
+                return tuple(hit[1]) if hit[1] else None
             problem = self.check(r)
-            if ident is not None:
-                cache[r.video] = [ident, clip, r.duration, list(problem) if problem else None]
+            cache.put(files, [r.duration, list(problem) if problem else None])
             return problem
 
         kept = []
@@ -362,14 +248,7 @@ class AudioVideoDataModule(ResumableFit, pl.LightningDataModule):
                 else:
                     self.skipped.append({"id": r.id, "split": r.split, "reason": problem[0],
                                          "video": r.video, "audio": r.audio, "detail": problem[1]})
-        if path is not None and rank_zero_only.rank == 0:
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(".tmp")
-                tmp.write_text(json.dumps(cache))
-                tmp.replace(path)
-            except OSError as exc:
-                rank_zero_warn(f"could not write the probe cache {path} ({exc}); files will be probed again next run")
+        cache.save()
         return kept
 
     def _report_dir(self) -> Path:
@@ -439,24 +318,13 @@ class AudioVideoDataModule(ResumableFit, pl.LightningDataModule):
                 )
             self._datasets.pop(name, None)  # built on first use by dataset(name)
 
-    def expect_cache(self, frames_settings: dict, audio_settings: dict) -> None:
-        """Tell the DataModule which encoder settings the feature cache must have been built with.
-
-        Without this call, ``setup`` takes them from the attached LightningModule
-        (``model.backbone.settings()`` and ``model.encoder.settings()``).
-        """
-        self._cache_settings = (frames_settings, audio_settings)
+    def expect_cache(self, feature_settings: dict) -> None:
+        """Say which features the batches must carry (``model.feature_settings()``): the cached splits
+        are then served from the cache built with exactly those settings, or fail naming the
+        difference. ``AudioToVideo.setup`` calls it; without a call the only cache whose clip settings
+        match is used, with a warning."""
+        self._cache_settings = feature_settings
         self._datasets = {k: v for k, v in self._datasets.items() if k not in self.cache_splits}
-
-    def _model_cache_settings(self) -> tuple[dict, dict] | None:
-        if self._cache_settings is not None:
-            return self._cache_settings
-        trainer = getattr(self, "trainer", None)
-        model = trainer.lightning_module if trainer is not None else None
-        backbone, encoder = getattr(model, "backbone", None), getattr(model, "encoder", None)
-        if backbone is not None and encoder is not None and hasattr(backbone, "settings"):
-            return backbone.settings(), encoder.settings()
-        return None
 
     def make_dataset(self, name: str, use_cache: bool = True) -> Dataset:
         """The dataset of split ``name`` (cached features when ``cache_dir`` is set)."""
@@ -464,7 +332,7 @@ class AudioVideoDataModule(ResumableFit, pl.LightningDataModule):
         if use_cache and self.cache_dir is not None and name in self.cache_splits:
             from av_lightning.data.cache import CachedClipDataset, open_cache
 
-            folder = open_cache(self.cache_dir, self.clip_settings(), self._model_cache_settings())
+            folder = open_cache(self.cache_dir, self.clip_settings(), self._cache_settings)
             return CachedClipDataset(records, folder, name, self.dataset_kwargs(name))
         return ClipDataset(records, self.spec, **self.dataset_kwargs(name))
 
@@ -511,13 +379,6 @@ class AudioVideoDataModule(ResumableFit, pl.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader("test", train=False)
-
-    def build_cache(self, model, out_dir: str | None = None, **kwargs) -> Path:
-        """Precompute the feature cache with ``model.backbone`` and ``model.encoder`` (cache.py)."""
-        from av_lightning.data.cache import build_cache
-
-        return build_cache(self, model.backbone.encode_frames, model.backbone.settings(), model.encoder,
-                           out_dir or self.cache_dir, **kwargs)
 
 
 class VGGSoundDataModule(AudioVideoDataModule):
@@ -604,11 +465,8 @@ class FolderDataModule(AudioVideoDataModule):
         self.test_fraction = test_fraction
         self.extensions = tuple(e.lower() for e in extensions)
 
-    def _record(self, video: Path, label: str, split: str) -> ClipRecord:
-        wav = video.with_suffix(".wav")
-        rel = video.relative_to(self.root) if video.is_relative_to(self.root) else video
-        return ClipRecord(id=str(rel.with_suffix("")), video=str(video),
-                          audio=str(wav) if wav.is_file() else str(video), label=label, split=split)
+    def _record(self, pair: MediaPair, label: str, split: str) -> ClipRecord:
+        return ClipRecord(id=pair.name, video=str(pair.video), audio=str(pair.audio), label=label, split=split)
 
     def list_records(self) -> list[ClipRecord]:
         if self.has_manifest:
@@ -617,19 +475,23 @@ class FolderDataModule(AudioVideoDataModule):
                 video = resolve_path(self.root, row["ytid"])
                 if not video.suffix:
                     video = video.with_suffix(self.video_ext)
-                out.append(self._record(video, row["class"], row["set"]))
+                rel = video.relative_to(self.root) if video.is_relative_to(self.root) else video
+                out.append(self._record(MediaPair(str(rel.with_suffix("")), video, sidecar_audio(video)),
+                                        row["class"], row["set"]))
             return out
-        if not self.root.is_dir():
-            raise FileNotFoundError(f"FolderDataModule: root {self.root} is not a folder")
+        try:
+            pairs = pair_videos(self.root, self.extensions, recursive=True)
+        except FolderError as exc:
+            raise FileNotFoundError(f"FolderDataModule: root {exc}") from exc
         out = []
-        for video in sorted(p for p in self.root.rglob("*") if p.suffix.lower() in self.extensions and p.is_file()):
-            parts = video.relative_to(self.root).parts
+        for pair in pairs:
+            parts = pair.video.relative_to(self.root).parts
             split = SPLIT_ALIASES.get(parts[0].lower()) if len(parts) > 1 else None
             folders = parts[1:-1] if split else parts[:-1]
             label = folders[-1] if folders else self.default_label
             if split is None:
                 split = "test" if int(stable_rank(str(Path(*parts)))[:8], 16) / 16**8 < self.test_fraction else "train"
-            out.append(self._record(video, label, split))
+            out.append(self._record(pair, label, split))
         if not out:
             raise ValueError(f"FolderDataModule: no videos with extensions {self.extensions} under {self.root}")
         return out

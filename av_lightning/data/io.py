@@ -501,6 +501,42 @@ def write_video(
     return path
 
 
+def write_contact_sheet(frames, path: PathLike, columns: int = 8, max_frames: int = 48) -> Path:
+    """Write a PNG grid of frames (evenly chosen when there are more than ``max_frames``).
+
+    Args:
+        frames: uint8 ``(N, 3, H, W)``.
+    """
+    from PIL import Image
+
+    N, _, H, W = frames.shape
+    idx = torch.linspace(0, N - 1, min(N, max_frames)).round().long().unique()
+    cols = min(columns, idx.numel())
+    rows = math.ceil(idx.numel() / cols)
+    sheet = torch.zeros(3, rows * H, cols * W, dtype=torch.uint8)
+    for n, i in enumerate(idx.tolist()):
+        r, c = divmod(n, cols)
+        sheet[:, r * H : (r + 1) * H, c * W : (c + 1) * W] = frames[i]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(sheet.permute(1, 2, 0).numpy()).save(path)
+    return path
+
+
+def write_videos(folder: PathLike, videos, ids, fps: float, audio=None, sample_rate: int = 16000) -> list[Path]:
+    """Write ``folder/ID.mp4`` for each clip of a batch, its audio muxed in.
+
+    Args:
+        videos: uint8 ``(B, F, 3, H, W)``.
+        ids: B file stems.
+        audio: optional float ``(B, S)`` at ``sample_rate``.
+    """
+    folder = Path(folder)
+    return [write_video(folder / f"{clip_id}.mp4", videos[i].cpu(), fps=fps,
+                        audio=audio[i].cpu() if audio is not None else None, sample_rate=sample_rate)
+            for i, clip_id in enumerate(ids)]
+
+
 def write_audio(path: PathLike, audio, sample_rate: int = 16000, codec: str = "pcm_s16le") -> Path:
     """Write a wav (``codec`` pcm_s16le or pcm_f32le) from float ``(S,)`` or ``(C, S)`` in [-1, 1]."""
     path = Path(path)

@@ -80,9 +80,9 @@ def test_adapter_save_load_and_cached_latents(tmp_path):
 def test_generate_decodes_1_plus_4k_frames():
     model = wan_module("direct").eval()
     batch = tiny_batch(2, num_frames=9, fps=8.0, size=32)
-    videos = model.generate(batch, 32, 32, steps=2)
+    videos = model.sample(batch, height=32, width=32, steps=2)
     assert videos.shape == (2, 9, 3, 32, 32) and videos.dtype == torch.uint8
-    latents = model.generate(batch, 32, 32, steps=2, return_latents=True)
+    latents = model.sample(batch, height=32, width=32, steps=2, return_latents=True)
     assert latents.shape == model.backbone.latent_shape(2, 9, 32, 32)
 
 

@@ -129,20 +129,20 @@ def tiny_encode_frames(frames: torch.Tensor) -> torch.Tensor:
 TINY_FRAMES_SETTINGS = {"class": "tiny_encode_frames", "channels": 4, "downsample": 8}
 
 
-class TinyBackbone(torch.nn.Module):
-    """Stands in for the frozen text-to-video backbone's VAE side: ``encode_frames`` + ``settings``."""
-
-    def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
-        return tiny_encode_frames(frames)
-
-    def settings(self) -> dict:
-        return dict(TINY_FRAMES_SETTINGS)
-
-
 class TinyModel(LightningModule):
-    """What ``av-lightning cache`` needs from a LightningModule: ``backbone`` and ``encoder``."""
+    """A feature source for the cache (what ``av-lightning cache`` needs from a model): a tiny frozen
+    frame encoder and a :class:`TinyAudioEncoder`."""
 
     def __init__(self, encoder_seed: int = 0, num_frames: int = 24, fps: float = 24.0, sample_rate: int = 16000) -> None:
         super().__init__()
-        self.backbone = TinyBackbone()
         self.encoder = TinyAudioEncoder(seed=encoder_seed)
+
+    def feature_settings(self) -> dict:
+        return {"frames": dict(TINY_FRAMES_SETTINGS), "audio": {**self.encoder.settings(), "features": "hidden_states"}}
+
+    def frame_features(self, frames: torch.Tensor) -> torch.Tensor:
+        return tiny_encode_frames(frames)
+
+    def audio_features(self, audio: torch.Tensor):
+        out = self.encoder(audio)
+        return out.hidden_states, out.mask

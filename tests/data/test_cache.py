@@ -5,12 +5,7 @@ import torch
 
 from av_lightning.data.cache import CacheError, build_cache
 from av_lightning.data.datamodules import AudioSetDrumsDataModule
-from tests.data.av_media_helpers import (
-    TINY_FRAMES_SETTINGS,
-    TinyAudioEncoder,
-    make_official_dataset,
-    tiny_encode_frames,
-)
+from tests.data.av_media_helpers import TinyModel, make_official_dataset, tiny_encode_frames
 
 ARGS = {"fps": 24, "num_frames": 8, "size": 32, "batch_size": 2, "num_workers": 0, "val_size": 1, "train_starts": 2, "seed": 5}
 
@@ -31,13 +26,14 @@ def batches(dm, split, epoch=0):
 
 
 def test_cached_batches_equal_uncached(drums_root, tmp_path):
-    enc = TinyAudioEncoder()
+    source = TinyModel()
+    enc = source.encoder
     plain = AudioSetDrumsDataModule(str(drums_root), **ARGS)
     cached = AudioSetDrumsDataModule(str(drums_root), cache_dir=str(tmp_path / "cache"), **ARGS)
-    folder = build_cache(cached, tiny_encode_frames, TINY_FRAMES_SETTINGS, enc, shard_size=3, device="cpu")
+    folder = build_cache(cached, source, shard_size=3, device="cpu")
     assert len(list(folder.glob("shard-*.safetensors"))) == 3  # 3 train files x 2 starts + 1 val = 7 clips
     plain.setup("fit")
-    cached.expect_cache(TINY_FRAMES_SETTINGS, enc.settings())
+    cached.expect_cache(source.feature_settings())
     cached.setup("fit")
     for split, epoch in [("train", 0), ("train", 1), ("val", 0)]:
         for a, b in zip(batches(plain, split, epoch), batches(cached, split, epoch), strict=True):
@@ -49,25 +45,25 @@ def test_cached_batches_equal_uncached(drums_root, tmp_path):
             assert "frames" not in b
     # a second build finds everything cached and computes nothing
     mtimes = {p: p.stat().st_mtime_ns for p in folder.glob("shard-*")}
-    assert build_cache(cached, tiny_encode_frames, TINY_FRAMES_SETTINGS, enc, device="cpu") == folder
+    assert build_cache(cached, source, device="cpu") == folder
     assert mtimes == {p: p.stat().st_mtime_ns for p in folder.glob("shard-*")}
 
 
 def test_changed_setting_or_file_invalidates(drums_root, tmp_path):
     cache_dir = tmp_path / "cache"
     dm = AudioSetDrumsDataModule(str(drums_root), cache_dir=str(cache_dir), **ARGS)
-    old = build_cache(dm, tiny_encode_frames, TINY_FRAMES_SETTINGS, TinyAudioEncoder(seed=0), device="cpu")
-    changed = TinyAudioEncoder(seed=1)
-    dm.expect_cache(TINY_FRAMES_SETTINGS, changed.settings())
+    old = build_cache(dm, TinyModel(encoder_seed=0), device="cpu")
+    changed = TinyModel(encoder_seed=1)
+    dm.expect_cache(changed.feature_settings())
     with pytest.raises(CacheError, match="no feature cache .* current settings"):
         dm.make_dataset("train")
-    new = build_cache(dm, tiny_encode_frames, TINY_FRAMES_SETTINGS, changed, device="cpu")
+    new = build_cache(dm, changed, device="cpu")
     assert new != old
     item = dm.make_dataset("train")[0]
-    assert torch.equal(item["audio_states"], changed(item["audio"][None]).hidden_states[0])
+    assert torch.equal(item["audio_states"], changed.encoder(item["audio"][None]).hidden_states[0])
     # another clip shape is another cache too
     other = AudioSetDrumsDataModule(str(drums_root), cache_dir=str(cache_dir), **{**ARGS, "num_frames": 12})
-    other.expect_cache(TINY_FRAMES_SETTINGS, changed.settings())
+    other.expect_cache(changed.feature_settings())
     other.setup("fit")
     with pytest.raises(CacheError):
         other.train_dataloader()
@@ -100,23 +96,23 @@ data:
     assert main(["--config", str(base), "--config", str(overlay), "--device", "cpu"]) == 0
     assert "features in" in capsys.readouterr().out
     dm = AudioSetDrumsDataModule(str(drums_root), cache_dir=str(tmp_path / "cache"), **ARGS)
-    dm.expect_cache(TINY_FRAMES_SETTINGS, TinyAudioEncoder(seed=3).settings())
+    dm.expect_cache(TinyModel(encoder_seed=3).feature_settings())
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     assert batch["latents"].shape == (2, 4, 8, 4, 4) and batch["audio_states"].shape[0] == 2
-    dm.expect_cache(TINY_FRAMES_SETTINGS, TinyAudioEncoder(seed=0).settings())
+    dm.expect_cache(TinyModel(encoder_seed=0).feature_settings())
     with pytest.raises(CacheError):
         dm.train_dataloader()
 
 
 def test_stored_frames_and_mixed_storage_options(drums_root, tmp_path):
-    enc = TinyAudioEncoder()
+    source = TinyModel()
     dm = AudioSetDrumsDataModule(str(drums_root), cache_dir=str(tmp_path / "cache"), **ARGS)
-    build_cache(dm, tiny_encode_frames, TINY_FRAMES_SETTINGS, enc, device="cpu", store_frames=True, splits=["val"])
-    dm.expect_cache(TINY_FRAMES_SETTINGS, enc.settings())
+    build_cache(dm, source, device="cpu", store_frames=True, splits=["val"])
+    dm.expect_cache(source.feature_settings())
     cached = next(iter(dm.val_dataloader()))
     plain = AudioSetDrumsDataModule(str(drums_root), **ARGS)
     plain.setup("fit")
     assert torch.equal(cached["frames"], next(iter(plain.val_dataloader()))["frames"])
     with pytest.raises(CacheError, match="store_frames"):
-        build_cache(dm, tiny_encode_frames, TINY_FRAMES_SETTINGS, enc, device="cpu", store_frames=False)
+        build_cache(dm, source, device="cpu", store_frames=False)

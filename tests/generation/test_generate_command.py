@@ -9,15 +9,11 @@ import os
 import pytest
 import torch
 
-from av_lightning.commands.generate import main
+from av_lightning.adapters import AdapterError, load_model
+from av_lightning.commands.generate import GenerationError, load_audio, load_init_frames, main
 from av_lightning.data.io import probe, write_audio
-from av_lightning.generate import (
-    GenerationError,
-    instantiate,
-    load_audio,
-    load_init_frames,
-    load_model,
-)
+from tests.helpers import build as instantiate
+from tests.helpers import sample_one
 
 
 def tiny_hparams(width: int = 32) -> dict:
@@ -90,7 +86,7 @@ def test_generate_long_audio_with_text_and_contact_sheet(files, tmp_path):
 
 
 def test_folder_loads_once_and_skips_bad_files(files, tmp_path, monkeypatch, capsys):
-    import av_lightning.generate as gen
+    import av_lightning.adapters as gen
 
     folder = tmp_path / "in"
     folder.mkdir()
@@ -137,9 +133,7 @@ def test_init_image_is_animated(files, tmp_path):
 
 
 def generate_video_err(model, audio, init, strength, kw) -> float:
-    from av_lightning.generate import generate_video
-
-    out = generate_video(model, audio, init_frames=init, strength=strength, **kw)
+    out = sample_one(model, audio, init_frames=init[None], strength=strength, **kw)
     return (out.float() - init.float()).abs().mean().item()
 
 
@@ -159,7 +153,7 @@ def test_bad_audio_is_a_clear_error(tmp_path):
 def test_checkpoint_for_another_backbone_width(files, tmp_path, capsys):
     torch.manual_seed(0)
     instantiate(tiny_hparams(width=16)["backbone"]).save_pretrained(tmp_path / "narrow")
-    with pytest.raises(GenerationError, match=r"adapter.safetensors.*32 wide.*16 wide.*--backbone"):
+    with pytest.raises(AdapterError, match=r"adapter.safetensors.*32 wide.*16 wide.*--backbone"):
         load_model(files / "adapter.safetensors", backbone=tmp_path / "narrow")
     rc = main(["--audio", str(files / "song.wav"), "--checkpoint", str(files / "adapter.safetensors"),
                "--backbone", str(tmp_path / "narrow"), "--device", "cpu"])

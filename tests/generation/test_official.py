@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from av_lightning.generate import instantiate
 from av_lightning.official import convert_official, convert_state_dict, official_model_config
+from tests.helpers import build as instantiate
 
 # learned_embeds.pth as released (written out here: tests never read ../shared).
 OFFICIAL_LAYOUT = """
@@ -157,8 +157,8 @@ def test_bad_official_files(tmp_path):
 
 def test_compat_mode_end_to_end(tmp_path):
     """convert-official -> adapter file -> AudioToVideo(compat="official") on a tiny BEATs and backbone."""
+    from av_lightning.adapters import read_checkpoint
     from av_lightning.encoders.beats import BEATsEncoder
-    from av_lightning.generate import read_checkpoint
     from av_lightning.module import AudioToVideo
     from tests.conftest import tiny_backbone
     from tests.encoders.conftest import SMALL_BEATS

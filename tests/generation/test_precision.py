@@ -32,7 +32,7 @@ def test_frame_processor_wraps_sdpa(bf16_model):
 
 
 def test_bfloat16_backbone_generates_on_cpu(bf16_model):
-    from av_lightning.generate import generate_video
+    from tests.helpers import sample_one as generate_video
 
     assert bf16_model.backbone.unet.dtype == torch.bfloat16
     frames = generate_video(bf16_model, 0.2 * torch.randn(16000), height=8, width=8, steps=1, guidance_scale=1.0,
@@ -49,9 +49,9 @@ def test_half_precision_long_video_on_gpu(dtype):
     from av_lightning.backbones.diffusers_t2v import DiffusersT2V
     from av_lightning.backbones.tiny import tiny_configs
     from av_lightning.encoders.mel import MelEncoder
-    from av_lightning.generate import generate_video
     from av_lightning.module import AudioToVideo
     from av_lightning.tempo import AttentivePool, AudioMapper, TempoTokens
+    from tests.helpers import sample_one as generate_video
 
     torch.manual_seed(0)
     backbone = DiffusersT2V(**tiny_configs(pixel_space=False), dtype=dtype, vae_slice=2)
@@ -82,9 +82,9 @@ def test_full_size_memory_and_speed_on_gpu():
 
     from av_lightning.backbones.diffusers_t2v import DiffusersT2V
     from av_lightning.encoders.mel import MelEncoder
-    from av_lightning.generate import generate_video
     from av_lightning.module import AudioToVideo
     from av_lightning.tempo import AttentivePool, AudioMapper, TempoTokens
+    from tests.helpers import sample_one as generate_video
 
     audio = 0.2 * torch.randn(16000 * 5 // 2)
     results = []

@@ -42,7 +42,7 @@ def test_toy_path_end_to_end(tmp_path):
 
     dm.setup("test")
     batch = next(iter(dm.test_dataloader()))
-    videos = module.generate(batch, tw.SIZE, tw.SIZE, steps=2)
+    videos = module.sample(batch, steps=2)
     assert videos.shape == (2, tw.NUM_FRAMES, 3, tw.SIZE, tw.SIZE) and videos.dtype == torch.uint8
     metric = AVAlign(mode="paper")
     metric.update(videos, batch["audio"], tw.FPS, tw.SAMPLE_RATE)
