@@ -27,7 +27,7 @@ from typing import Optional
 
 import torch
 
-from av_lightning.weights import load_torch, safetensors_metadata
+from av_lightning.weights import load_safetensors, load_torch, safetensors_metadata
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,46 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise AdapterError(f"{path} is neither an adapter .safetensors nor a Lightning checkpoint with a state_dict")
     return dict(ckpt.get("hyper_parameters") or {}), {}
+
+
+def save_adapter(model, path: str | os.PathLike) -> None:
+    """Write ``model``'s adapter (its trainable weights) as safetensors, with its configuration as metadata."""
+    from safetensors.torch import save_file
+
+    meta = {
+        "format": "av_lightning.adapter/1",
+        "text_width": str(model.backbone.text_width),
+        "num_tokens": str(model.tokens.num_tokens),
+        "encoder_features": str(model.encoder.feature_size),
+        "hparams": json.dumps(dict(model.hparams.items()), default=str),
+    }
+    state = {k: v.detach().cpu().contiguous() for k, v in model.trainable_state_dict().items()}
+    save_file(state, os.fspath(path), metadata=meta)
+
+
+def load_adapter(model, path: str | os.PathLike) -> None:
+    """Load adapter weights (:func:`save_adapter`, or a Lightning checkpoint) into ``model``; every key and
+    shape must match."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"adapter file {path} does not exist")
+    if path.suffix == ".safetensors":
+        width = int(safetensors_metadata(path, "adapter").get("text_width", model.backbone.text_width))
+        if width != model.backbone.text_width:
+            raise AdapterError(f"adapter {path} was trained for a backbone with text width {width}; this backbone's is "
+                               f"{model.backbone.text_width}: use the backbone the adapter was made for")
+        state = load_safetensors(path, "adapter")
+    else:
+        state = load_torch(path, "adapter checkpoint")
+        state = state.get("state_dict", state) if isinstance(state, dict) else state
+    own = model.trainable_state_dict()
+    missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    if missing or extra:
+        raise AdapterError(f"adapter {path} does not fit this model: missing {missing[:5]}, unexpected {extra[:5]}")
+    for k, v in state.items():
+        if v.shape != own[k].shape:
+            raise AdapterError(f"adapter {path}: {k} has shape {tuple(v.shape)}, the model expects {tuple(own[k].shape)}")
+    model.load_state_dict(state, strict=False)
 
 
 def model_config_from_yaml(paths: Sequence[str | os.PathLike]) -> dict:

@@ -7,10 +7,8 @@ mapper and the token module (its attentive pool) train; checkpoints hold only th
 
 from __future__ import annotations
 
-import json
 import os
 import zlib
-from pathlib import Path
 from typing import Literal, Optional, Sequence
 
 import lightning.pytorch as pl
@@ -21,11 +19,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from av_lightning.backbones.base import VideoBackbone
+from av_lightning.data.batch import ClipBatch
 from av_lightning.data.io import write_videos
 from av_lightning.encoders.base import AudioEncoder
+from av_lightning.metrics.collection import compute_metrics
 from av_lightning.pipeline import VideoPlan, WindowedDenoiser, blend_weights, plan_video, sample
 from av_lightning.tempo import AudioMapper, TempoTokens
-from av_lightning.weights import load_safetensors, load_torch, safetensors_metadata
 
 try:  # set by LightningCLI while it instantiates the model
     from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
@@ -171,7 +170,7 @@ class AudioToVideo(pl.LightningModule):
             datamodule.expect_cache(self.feature_settings())
 
     # -- conditioning ---------------------------------------------------------------------------
-    def check_batch(self, batch: dict) -> None:
+    def check_batch(self, batch: ClipBatch) -> None:
         """Raise a clear error on clips that do not match the configured geometry."""
         F_, sr = self.hparams.num_frames, self.hparams.sample_rate
         expected = round(F_ / self.hparams.fps * sr)
@@ -217,7 +216,7 @@ class AudioToVideo(pl.LightningModule):
         out = self.encoder(audio)
         return out.hidden_states, out.mask
 
-    def audio_tokens(self, batch: dict, num_frames: Optional[int] = None) -> torch.Tensor:
+    def audio_tokens(self, batch: ClipBatch, num_frames: Optional[int] = None) -> torch.Tensor:
         """Audio (or its cached features ``audio_states``) -> ``(B, F, K, d_t)`` tempo tokens.
 
         ``num_frames`` (default: the configured F) lets sampling make windows of another length.
@@ -233,7 +232,7 @@ class AudioToVideo(pl.LightningModule):
                     "text+audio": self.hparams.text_audio_prompt, "none": ""}[mode]
         return [template.replace("{label}", str(label)) for label in labels]
 
-    def conditioning(self, batch: dict, mode: Optional[Conditioning] = None):
+    def conditioning(self, batch: ClipBatch, mode: Optional[Conditioning] = None):
         """The UNet conditioning of a batch and the tokens it used.
 
         Returns:
@@ -250,20 +249,20 @@ class AudioToVideo(pl.LightningModule):
             return self.backbone.encode_text(templates), None
 
     @staticmethod
-    def _batch_size(batch: dict) -> int:
+    def _batch_size(batch: ClipBatch) -> int:
         for key in ("audio", "audio_states", "frames", "latents"):
             if batch.get(key) is not None:
                 return batch[key].shape[0]
         raise ValueError("batch holds neither audio nor frames")
 
     # -- training -------------------------------------------------------------------------------
-    def latents(self, batch: dict) -> torch.Tensor:
+    def latents(self, batch: ClipBatch) -> torch.Tensor:
         if batch.get("latents") is not None:
             return batch["latents"].float()
         return self.backbone.encode_frames(batch["frames"])
 
     def diffusion_loss(
-        self, batch: dict, noise: Optional[torch.Tensor] = None, timesteps: Optional[torch.Tensor] = None,
+        self, batch: ClipBatch, noise: Optional[torch.Tensor] = None, timesteps: Optional[torch.Tensor] = None,
         generator: Optional[torch.Generator] = None,
     ) -> dict[str, torch.Tensor]:
         """Denoising loss + λ·mean|tokens| on one batch (noise and timesteps may be fixed)."""
@@ -276,7 +275,7 @@ class AudioToVideo(pl.LightningModule):
         l1 = tokens.abs().mean() if tokens is not None else pred.new_zeros(())
         return {"loss": mse + self.hparams.l1_weight * l1, "mse": mse, "l1": l1}
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: ClipBatch, batch_idx: int) -> torch.Tensor:
         # Noise, timesteps and dropout come from a generator seeded by (seed, step, rank), so a run
         # resumed from a checkpoint continues exactly as the uninterrupted run would have.
         step_seed = (self.hparams.seed * 1_000_003 + self.global_step * 7919 + self.global_rank) % 2**63
@@ -290,7 +289,7 @@ class AudioToVideo(pl.LightningModule):
         self.log("train/l1", out["l1"], batch_size=B)
         return out["loss"]
 
-    def validation_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def validation_step(self, batch: ClipBatch, batch_idx: int) -> torch.Tensor:
         # Fixed noise and timesteps per batch so validation losses compare across epochs.
         g = torch.Generator().manual_seed(self.hparams.seed + batch_idx)
         out = self.diffusion_loss(batch, generator=g)
@@ -303,7 +302,7 @@ class AudioToVideo(pl.LightningModule):
         return self.optimizer_factory(params)
 
     # -- sampling -------------------------------------------------------------------------------
-    def frame_size(self, batch: dict) -> tuple[int, int]:
+    def frame_size(self, batch: ClipBatch) -> tuple[int, int]:
         """``(H, W)`` pixels of a batch's clips: its frames, its cached latents × the spatial factor,
         else the backbone's default size."""
         if batch.get("frames") is not None:
@@ -313,7 +312,7 @@ class AudioToVideo(pl.LightningModule):
             return tuple(s * f for s in batch["latents"].shape[-2:])
         return tuple(self.backbone.default_size)
 
-    def clip_seeds(self, batch: dict, seed: Optional[int] = None) -> list[int]:
+    def clip_seeds(self, batch: ClipBatch, seed: Optional[int] = None) -> list[int]:
         """The initial-noise seed of each clip: ``seed + crc32(id)`` for clips with an ``id`` (the same
         whatever the batching, the order or the number of devices), else ``seed + i``."""
         seed = self.hparams.seed if seed is None else int(seed)
@@ -324,7 +323,7 @@ class AudioToVideo(pl.LightningModule):
 
     @torch.no_grad()
     def sample(
-        self, batch: dict, mode: Optional[Conditioning] = None, *, height: Optional[int] = None,
+        self, batch: ClipBatch, mode: Optional[Conditioning] = None, *, height: Optional[int] = None,
         width: Optional[int] = None, fps: Optional[float] = None, steps: Optional[int] = None,
         guidance_scale: Optional[float] = None, seed: Optional[int] = None, seeds: Optional[Sequence[int]] = None, window: Optional[int] = None,
         overlap: Optional[int] = None, blend: Literal["ramp", "uniform"] = "ramp", window_batch: Optional[int] = None,
@@ -409,7 +408,7 @@ class AudioToVideo(pl.LightningModule):
             cond.append(self.backbone.encode_frame_prompts(rows[i : i + chunk], tokens))
         return torch.cat(cond).unflatten(0, (B, W)).flatten(1, 2)
 
-    def test_step(self, batch: dict, batch_idx: int) -> None:
+    def test_step(self, batch: ClipBatch, batch_idx: int) -> None:
         self.check_batch(batch)
         videos = self.sample(batch)
         for metric in self.metrics:
@@ -421,14 +420,12 @@ class AudioToVideo(pl.LightningModule):
             write_videos(self.hparams.save_test_videos, videos, ids, self.hparams.fps, batch.get("audio"),
                          self.hparams.sample_rate)
 
-    def predict_step(self, batch: dict, batch_idx: int) -> dict:
+    def predict_step(self, batch: ClipBatch, batch_idx: int) -> dict:
         """``{"videos": uint8 (B, N, 3, H, W), "id", "audio"}`` (written by ``av_lightning.callbacks.WriteVideos``)."""
         return {"videos": self.sample(batch).cpu(), "id": batch.get("id"),
                 "audio": batch["audio"].cpu() if batch.get("audio") is not None else None}
 
     def on_test_epoch_end(self) -> None:
-        from av_lightning.evaluate import compute_metrics
-
         # A key two metrics share (AV-Align paper + reference) gets the index appended: logged
         # twice, Lightning would silently report the mean of the two values.
         for key, v in compute_metrics(self.metrics).items():
@@ -449,41 +446,14 @@ class AudioToVideo(pl.LightningModule):
             )
 
     def save_adapter(self, path: str | os.PathLike) -> None:
-        """Write the adapter (trainable weights) as safetensors with its settings as metadata."""
-        from safetensors.torch import save_file
+        """Write the adapter (trainable weights) as safetensors, the model configuration as metadata
+        (:mod:`av_lightning.adapters`)."""
+        from av_lightning.adapters import save_adapter
 
-        meta = {
-            "format": "av_lightning.adapter/1",
-            "text_width": str(self.backbone.text_width),
-            "num_tokens": str(self.tokens.num_tokens),
-            "encoder_features": str(self.encoder.feature_size),
-            "hparams": json.dumps({k: v for k, v in self.hparams.items()}, default=str),
-        }
-        state = {k: v.detach().cpu().contiguous() for k, v in self.trainable_state_dict().items()}
-        save_file(state, os.fspath(path), metadata=meta)
+        save_adapter(self, path)
 
     def load_adapter(self, path: str | os.PathLike) -> None:
         """Load adapter weights written by :meth:`save_adapter` (or a Lightning checkpoint)."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"adapter file {path} does not exist")
-        if path.suffix == ".safetensors":
-            meta = safetensors_metadata(path, "adapter")
-            width = int(meta.get("text_width", self.backbone.text_width))
-            if width != self.backbone.text_width:
-                raise ValueError(
-                    f"adapter {path} was trained for a backbone with text width {width}; this backbone's is "
-                    f"{self.backbone.text_width}: use the backbone the adapter was made for"
-                )
-            state = load_safetensors(path, "adapter")
-        else:
-            state = load_torch(path, "adapter checkpoint")
-            state = state.get("state_dict", state) if isinstance(state, dict) else state
-        own = self.trainable_state_dict()
-        missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-        if missing or extra:
-            raise ValueError(f"adapter {path} does not fit this model: missing {missing[:5]}, unexpected {extra[:5]}")
-        for k, v in state.items():
-            if v.shape != own[k].shape:
-                raise ValueError(f"adapter {path}: {k} has shape {tuple(v.shape)}, the model expects {tuple(own[k].shape)}")
-        self.load_state_dict(state, strict=False)
+        from av_lightning.adapters import load_adapter
+
+        load_adapter(self, path)

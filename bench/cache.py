@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from av_lightning.commands.cache import load_model_and_data
-from av_lightning.data import AudioSetDrumsDataModule, build_cache, write_audio, write_video
+from av_lightning.data import AudioVideoDataModule, build_cache, write_audio, write_video
 
 
 class StepTimer(pl.Callback):
@@ -85,7 +85,7 @@ def main() -> None:
         for cached in (False, True):
             pl.seed_everything(0)
             model, _ = load_model_and_data([args.config])
-            dm = AudioSetDrumsDataModule(str(root), size=args.size, batch_size=4, num_workers=args.num_workers,
+            dm = AudioVideoDataModule(str(root), manifest="audioset_drums.csv", size=args.size, batch_size=4, num_workers=args.num_workers,
                                          val_size=0, train_starts=1, cache_dir=str(Path(tmp) / "cache") if cached else None,
                                          **geometry)
             if cached:

@@ -13,10 +13,8 @@ from av_lightning.data.clips import (
     load_clip,
 )
 from av_lightning.data.datamodules import (
-    AudioSetDrumsDataModule,
     AudioVideoDataModule,
     FolderDataModule,
-    LandscapeDataModule,
     VGGSoundDataModule,
     read_manifest,
 )
@@ -38,7 +36,6 @@ from av_lightning.data.io import (
 )
 
 __all__ = [
-    "AudioSetDrumsDataModule",
     "AudioVideoDataModule",
     "CacheError",
     "CachedClipDataset",
@@ -49,7 +46,6 @@ __all__ = [
     "FolderDataModule",
     "HFAudioLabeler",
     "ImageLabeler",
-    "LandscapeDataModule",
     "MediaError",
     "MediaInfo",
     "TextSimilarity",

@@ -19,7 +19,7 @@ prints one summary line and writes ``skipped.csv`` (to ``log_dir``, else the tra
 dir, else ``root``). A clip that fails later, in ``__getitem__``, raises with its file name;
 nothing is replaced by another clip. An empty split is an error.
 
-Batches (default collate): ``frames`` uint8 ``(B, F, 3, H, W)``, ``audio`` float32 ``(B, S)``
+Batches (:class:`~av_lightning.data.batch.ClipBatch`, default collate): ``frames`` uint8 ``(B, F, 3, H, W)``, ``audio`` float32 ``(B, S)``
 with ``S = round(F / fps * sample_rate)``, ``label`` list[str], ``id`` list[str], ``start``
 float64 ``(B,)`` seconds. With ``cache_dir`` (see :mod:`av_lightning.data.cache`) the fit
 splits instead give ``latents`` ``(B, C, F, h, w)`` and ``audio_states`` ``(B, T', Lh, d)``
@@ -419,20 +419,6 @@ class VGGSoundDataModule(AudioVideoDataModule):
             records = [r for r in records if r.split not in self.filter_splits or r.id in kept]
             rank_zero_info(f"VGGSound filter {self.filter_csv}: kept {len(records)} of {before} listed clips")
         return super().select(records)
-
-
-class AudioSetDrumsDataModule(AudioVideoDataModule):
-    """AudioSet-Drums: official layout, files named by their own id (``video/{ytid}.mp4``)."""
-
-    default_manifest = "audioset_drums.csv"
-    default_name_pattern = "{ytid}"
-
-
-class LandscapeDataModule(AudioVideoDataModule):
-    """Landscape: official layout, files named by their own id (``video/{ytid}.mp4``)."""
-
-    default_manifest = "landscape.csv"
-    default_name_pattern = "{ytid}"
 
 
 class FolderDataModule(AudioVideoDataModule):

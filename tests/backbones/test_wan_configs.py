@@ -30,7 +30,7 @@ def test_wan_model_file_composes_with_a_dataset_config(tmp_path):
     (tmp_path / "model" / "wan_1_3b.yaml").write_text((REPO / "configs/model/wan_1_3b.yaml").read_text())
     (tmp_path / "wan_data.yaml").write_text(yaml.safe_dump({
         "model": "model/wan_1_3b.yaml",
-        "data": {"class_path": "av_lightning.data.datamodules.AudioSetDrumsDataModule",
+        "data": {"class_path": "av_lightning.data.datamodules.AudioVideoDataModule",
                  "init_args": {"root": "/path/to/audioset_drums", "num_frames": 81, "fps": 16.0, "size": [480, 832],
                                "batch_size": 1}},
     }))
@@ -47,3 +47,12 @@ def test_wan_model_file_composes_with_a_dataset_config(tmp_path):
     assert model["mapper"]["init_args"]["out_features"] == d
     assert model["tokens"]["init_args"]["pool"]["init_args"]["dim"] == d
     assert model["scheduler"] == "unipc"
+
+
+def test_wan_drums_overlay_keeps_the_drums_dataset():
+    cfg = print_config("--config", str(REPO / "configs/drums.yaml"), "--config", str(REPO / "configs/wan_drums.yaml"))
+    assert cfg["model"]["init_args"]["backbone"]["class_path"] == "av_lightning.backbones.wan.WanT2V"
+    data = cfg["data"]["init_args"]
+    assert data["manifest"] == "audioset_drums.csv" and data["root"] == "/path/to/audioset_drums"
+    assert (data["num_frames"], data["fps"], list(data["size"])) == (81, 16.0, [480, 832])
+    assert cfg["trainer"]["strategy"] == "ddp" and cfg["trainer"]["devices"] == 2

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from av_lightning.data.cache import CacheError, build_cache
-from av_lightning.data.datamodules import AudioSetDrumsDataModule
+from av_lightning.data.datamodules import AudioVideoDataModule
 from tests.data.av_media_helpers import TinyModel, make_official_dataset, tiny_encode_frames
 
 ARGS = {"fps": 24, "num_frames": 8, "size": 32, "batch_size": 2, "num_workers": 0, "val_size": 1, "train_starts": 2, "seed": 5}
@@ -28,8 +28,8 @@ def batches(dm, split, epoch=0):
 def test_cached_batches_equal_uncached(drums_root, tmp_path):
     source = TinyModel()
     enc = source.encoder
-    plain = AudioSetDrumsDataModule(str(drums_root), **ARGS)
-    cached = AudioSetDrumsDataModule(str(drums_root), cache_dir=str(tmp_path / "cache"), **ARGS)
+    plain = AudioVideoDataModule(str(drums_root), manifest="audioset_drums.csv", **ARGS)
+    cached = AudioVideoDataModule(str(drums_root), manifest="audioset_drums.csv", cache_dir=str(tmp_path / "cache"), **ARGS)
     folder = build_cache(cached, source, shard_size=3, device="cpu")
     assert len(list(folder.glob("shard-*.safetensors"))) == 3  # 3 train files x 2 starts + 1 val = 7 clips
     plain.setup("fit")
@@ -51,7 +51,7 @@ def test_cached_batches_equal_uncached(drums_root, tmp_path):
 
 def test_changed_setting_or_file_invalidates(drums_root, tmp_path):
     cache_dir = tmp_path / "cache"
-    dm = AudioSetDrumsDataModule(str(drums_root), cache_dir=str(cache_dir), **ARGS)
+    dm = AudioVideoDataModule(str(drums_root), manifest="audioset_drums.csv", cache_dir=str(cache_dir), **ARGS)
     old = build_cache(dm, TinyModel(encoder_seed=0), device="cpu")
     changed = TinyModel(encoder_seed=1)
     dm.expect_cache(changed.feature_settings())
@@ -62,7 +62,7 @@ def test_changed_setting_or_file_invalidates(drums_root, tmp_path):
     item = dm.make_dataset("train")[0]
     assert torch.equal(item["audio_states"], changed.encoder(item["audio"][None]).hidden_states[0])
     # another clip shape is another cache too
-    other = AudioSetDrumsDataModule(str(drums_root), cache_dir=str(cache_dir), **{**ARGS, "num_frames": 12})
+    other = AudioVideoDataModule(str(drums_root), manifest="audioset_drums.csv", cache_dir=str(cache_dir), **{**ARGS, "num_frames": 12})
     other.expect_cache(changed.feature_settings())
     other.setup("fit")
     with pytest.raises(CacheError):
@@ -87,15 +87,15 @@ model:
   class_path: tests.data.av_media_helpers.TinyModel
   init_args: {{encoder_seed: 0}}
 data:
-  class_path: av_lightning.data.AudioSetDrumsDataModule
-  init_args: {{root: "{drums_root}", fps: 24, num_frames: 8, size: 32, batch_size: 2, num_workers: 0,
+  class_path: av_lightning.data.AudioVideoDataModule
+  init_args: {{root: "{drums_root}", manifest: audioset_drums.csv, fps: 24, num_frames: 8, size: 32, batch_size: 2, num_workers: 0,
               val_size: 1, train_starts: 2, seed: 5, cache_dir: "{tmp_path / 'cache'}"}}
 """)
     overlay = tmp_path / "overlay.yaml"
     overlay.write_text("model:\n  init_args:\n    encoder_seed: 3\n")
     assert main(["--config", str(base), "--config", str(overlay), "--device", "cpu"]) == 0
     assert "features in" in capsys.readouterr().out
-    dm = AudioSetDrumsDataModule(str(drums_root), cache_dir=str(tmp_path / "cache"), **ARGS)
+    dm = AudioVideoDataModule(str(drums_root), manifest="audioset_drums.csv", cache_dir=str(tmp_path / "cache"), **ARGS)
     dm.expect_cache(TinyModel(encoder_seed=3).feature_settings())
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
@@ -107,11 +107,11 @@ data:
 
 def test_stored_frames_and_mixed_storage_options(drums_root, tmp_path):
     source = TinyModel()
-    dm = AudioSetDrumsDataModule(str(drums_root), cache_dir=str(tmp_path / "cache"), **ARGS)
+    dm = AudioVideoDataModule(str(drums_root), manifest="audioset_drums.csv", cache_dir=str(tmp_path / "cache"), **ARGS)
     build_cache(dm, source, device="cpu", store_frames=True, splits=["val"])
     dm.expect_cache(source.feature_settings())
     cached = next(iter(dm.val_dataloader()))
-    plain = AudioSetDrumsDataModule(str(drums_root), **ARGS)
+    plain = AudioVideoDataModule(str(drums_root), manifest="audioset_drums.csv", **ARGS)
     plain.setup("fit")
     assert torch.equal(cached["frames"], next(iter(plain.val_dataloader()))["frames"])
     with pytest.raises(CacheError, match="store_frames"):

@@ -4,9 +4,8 @@ import pytest
 import torch
 
 from av_lightning.data.datamodules import (
-    AudioSetDrumsDataModule,
+    AudioVideoDataModule,
     FolderDataModule,
-    LandscapeDataModule,
     VGGSoundDataModule,
     read_manifest,
 )
@@ -83,11 +82,11 @@ def test_vggsound_min_clips_per_class_and_classes(vggsound_root):
     assert [r.id for r in dm.records["test"]] == ["ff_000007"]
 
 
-@pytest.mark.parametrize("cls,csv_name", [(AudioSetDrumsDataModule, "audioset_drums.csv"), (LandscapeDataModule, "landscape.csv")])
-def test_drums_and_landscape_layouts(tmp_path, cls, csv_name):
-    rows = [(f"id{i}", 0, "drums" if cls is AudioSetDrumsDataModule else "waterfall", "train" if i < 3 else "test") for i in range(5)]
+@pytest.mark.parametrize("csv_name", ["audioset_drums.csv", "landscape.csv"])
+def test_drums_and_landscape_layouts(tmp_path, csv_name):
+    rows = [(f"id{i}", 0, "drums" if csv_name.startswith("audioset") else "waterfall", "train" if i < 3 else "test") for i in range(5)]
     make_official_dataset(tmp_path, rows, csv_name=csv_name, header=True, separate_audio=False)
-    dm = cls(str(tmp_path), **SMALL)
+    dm = AudioVideoDataModule(str(tmp_path), manifest=csv_name, **SMALL)
     dm.setup("fit")
     check_batch(next(iter(dm.train_dataloader())))
     dm.setup("test")
@@ -128,7 +127,7 @@ def broken_root(tmp_path):
 
 def test_bad_files_are_skipped_and_counted(broken_root, tmp_path_factory, capsys):
     log_dir = tmp_path_factory.mktemp("logs")
-    dm = AudioSetDrumsDataModule(str(broken_root), manifest="metadata.csv", log_dir=str(log_dir), **{**SMALL, "val_size": 0})
+    dm = AudioVideoDataModule(str(broken_root), manifest="metadata.csv", log_dir=str(log_dir), **{**SMALL, "val_size": 0})
     dm.setup("fit")
     out = capsys.readouterr().out
     assert "skipped 4 of 7: " in out and "1 missing" in out and "1 no audio" in out
@@ -150,7 +149,7 @@ def test_empty_split_is_an_error(tmp_path):
     with open(tmp_path / "metadata.csv", "w") as f:
         f.write("a,0,x,train\nb,0,x,test\n")
     write_clip(tmp_path / "video" / "b.mp4")
-    dm = LandscapeDataModule(str(tmp_path), manifest="metadata.csv", **{**SMALL, "val_size": 0})
+    dm = AudioVideoDataModule(str(tmp_path), manifest="metadata.csv", **{**SMALL, "val_size": 0})
     with pytest.raises(ValueError, match="train split is empty"):
         dm.setup("fit")
     dm.setup("test")
@@ -159,11 +158,11 @@ def test_empty_split_is_an_error(tmp_path):
 
 def test_probe_results_are_cached_until_a_file_changes(broken_root, tmp_path_factory, capsys):
     kwargs = dict(manifest="metadata.csv", log_dir=str(tmp_path_factory.mktemp("logs")), **{**SMALL, "val_size": 0})
-    AudioSetDrumsDataModule(str(broken_root), **kwargs).setup("fit")
+    AudioVideoDataModule(str(broken_root), **kwargs).setup("fit")
     assert (broken_root / "probe_cache.json").is_file()
     assert "skipped 4 of 7" in capsys.readouterr().out
     write_clip(broken_root / "video" / "short.mp4", seconds=1.5)  # fixed: now long enough
-    dm = AudioSetDrumsDataModule(str(broken_root), **kwargs)
+    dm = AudioVideoDataModule(str(broken_root), **kwargs)
     dm.setup("fit")
     assert "skipped 3 of 7" in capsys.readouterr().out
     assert "short" in {r.id for r in dm.records["train"]}
@@ -182,7 +181,7 @@ def test_non_finite_audio_is_skipped_and_counted(tmp_path, capsys):
     rows = [(f"ok{i}", 0, "a", "train") for i in range(3)] + [("nan", 0, "a", "train"), ("t0", 0, "a", "test")]
     make_official_dataset(tmp_path, rows, csv_name="metadata.csv")
     _write_nan_wav(tmp_path / "audio" / "nan.wav")  # replaces the good wav
-    dm = AudioSetDrumsDataModule(str(tmp_path), manifest="metadata.csv", log_dir=str(tmp_path / "logs"),
+    dm = AudioVideoDataModule(str(tmp_path), manifest="metadata.csv", log_dir=str(tmp_path / "logs"),
                                  **{**SMALL, "val_size": 0})
     dm.setup("fit")
     assert "skipped 1 of 4: 1 non-finite audio" in capsys.readouterr().out
@@ -198,7 +197,7 @@ def test_non_finite_audio_is_skipped_and_counted(tmp_path, capsys):
 
 
 def test_skip_counts_are_per_split(broken_root, tmp_path_factory, capsys):
-    dm = AudioSetDrumsDataModule(str(broken_root), manifest="metadata.csv", log_dir=str(tmp_path_factory.mktemp("l")),
+    dm = AudioVideoDataModule(str(broken_root), manifest="metadata.csv", log_dir=str(tmp_path_factory.mktemp("l")),
                                  **{**SMALL, "val_size": 0})
     dm.setup("fit")
     assert "skipped 4 of 7" in capsys.readouterr().out

@@ -4,7 +4,7 @@ import lightning.pytorch as pl
 import pytest
 
 from av_lightning.data.cache import build_cache
-from av_lightning.data.datamodules import AudioSetDrumsDataModule
+from av_lightning.data.datamodules import AudioVideoDataModule
 from tests.conftest import tiny_module
 from tests.data.av_media_helpers import make_official_dataset
 
@@ -22,7 +22,7 @@ def test_fit_from_files_and_from_cache(tmp_path):
 
     for cached in (False, True):
         model = tiny_module(num_frames=4, fps=4.0)
-        dm = AudioSetDrumsDataModule(str(tmp_path / "data"), cache_dir=str(tmp_path / "cache") if cached else None, **args)
+        dm = AudioVideoDataModule(str(tmp_path / "data"), manifest="audioset_drums.csv", cache_dir=str(tmp_path / "cache") if cached else None, **args)
         if cached:
             build_cache(dm, model, device="cpu")
         pl.seed_everything(0)
@@ -65,7 +65,7 @@ def test_official_mode_trains_the_same_from_the_cache_as_from_files(tmp_path):
     weights = {}
     for cached in (False, True):
         m = model()
-        dm = AudioSetDrumsDataModule(str(tmp_path / "data"), cache_dir=str(tmp_path / "cache") if cached else None, **args)
+        dm = AudioVideoDataModule(str(tmp_path / "data"), manifest="audioset_drums.csv", cache_dir=str(tmp_path / "cache") if cached else None, **args)
         if cached:
             folder = build_cache(dm, m, device="cpu")
             assert json.loads((folder / "settings.json").read_text())["features"]["audio"]["features"] == "patch_tokens"

@@ -13,7 +13,8 @@ import torch
 from av_lightning.cli import cli_main
 from av_lightning.data.io import read_audio, read_frames, write_audio, write_video
 from av_lightning.data.synthetic import SyntheticDataModule
-from av_lightning.evaluate import ScoreVideos, VideoFolderDataModule
+from av_lightning.data.video_folder import VideoFolderDataModule
+from av_lightning.evaluate import ScoreVideos
 from av_lightning.metrics import FVD, AVAlign, VideoInceptionScore
 from tests.conftest import tiny_module
 from tests.metrics.metric_helpers import FPS, SAMPLE_RATE, TinyVideoNet, av_batch
@@ -96,7 +97,7 @@ def test_folder_datamodule_batches_and_skips(video_folder):
     assert dm.skipped == [("broken", "fake video does not decode")]
     assert [c.audio.name for c in dm.clips] == ["clip0.wav", "clip1.wav", "clip2.mp4"]
     batch = next(iter(dm.test_dataloader()))
-    assert batch["fake"].dtype == torch.uint8 and batch["fake"].shape == (3, FRAMES, 3, 64, 64)
+    assert batch["generated"].dtype == torch.uint8 and batch["generated"].shape == (3, FRAMES, 3, 64, 64)
     assert batch["frames"].shape == (3, FRAMES, 3, 64, 64)
     assert batch["audio"].shape == (3, round(FRAMES / FPS * SAMPLE_RATE))
     assert batch["label"] == ["drums", "rain", "dog"] and batch["id"] == ["clip0", "clip1", "clip2"]
@@ -151,4 +152,4 @@ def test_folder_of_mixed_sizes_needs_a_size(tmp_path):
         VideoFolderDataModule(str(tmp_path), num_frames=FRAMES, fps=FPS, audio=False).setup("test")
     dm = VideoFolderDataModule(str(tmp_path), num_frames=FRAMES, fps=FPS, audio=False, size=32, batch_size=2)
     dm.setup("test")
-    assert next(iter(dm.test_dataloader()))["fake"].shape == (2, FRAMES, 3, 32, 32)
+    assert next(iter(dm.test_dataloader()))["generated"].shape == (2, FRAMES, 3, 32, 32)
