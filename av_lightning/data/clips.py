@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, DistributedSampler
 
-from av_lightning.data.io import MediaError, read_audio, read_frames
+from av_lightning.data.io import MediaError, read_clip
 
 
 @dataclass(frozen=True)
@@ -155,8 +155,8 @@ def load_clip(record: ClipRecord, spec: ClipSpec, start: float) -> dict:
         MediaError: naming the file, when it does not decode (never replaced by another clip).
     """
     try:
-        frames = read_frames(record.video, start, spec.num_frames, spec.fps, spec.size, spec.buckets)
-        audio = read_audio(record.audio, start, spec.num_samples, spec.sample_rate)
+        frames, audio = read_clip(record.video, record.audio, start, spec.num_frames, spec.fps, spec.num_samples,
+                                  spec.sample_rate, spec.size, spec.buckets)
     except MediaError as exc:
         raise MediaError(f"clip {record.id!r} ({record.split}) failed at start {start:.3f} s: {exc}") from exc
     return {"frames": frames, "audio": audio, "label": record.label, "id": record.id, "start": float(start)}

@@ -23,6 +23,7 @@ a sample grid aligned to the source, so output sample ``m`` is the sound at time
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -167,6 +168,11 @@ def probe(path: PathLike, decode_check: bool = True) -> MediaInfo:
     )
 
 
+def _opened(path: str, container):
+    """``container`` as a context that leaves it open, or ``path`` opened (and closed) here."""
+    return contextlib.nullcontext(container) if container is not None else av.open(path)
+
+
 # --------------------------------------------------------------------------------------------
 # frames
 
@@ -212,6 +218,7 @@ def read_frames(
     fps: float,
     size: Size = None,
     buckets: Sequence[Sequence[int]] | None = None,
+    container=None,
 ) -> torch.Tensor:
     """Decode ``num_frames`` frames at ``fps`` starting at ``start`` seconds.
 
@@ -222,6 +229,7 @@ def read_frames(
         fps: output frame rate (Hz).
         size: output size policy (module docstring); ignored when ``buckets`` is given.
         buckets: optional list of ``(H, W)`` aspect buckets (:func:`choose_bucket`).
+        container: ``path`` already open (:func:`read_clip`); it is left open.
 
     Returns:
         uint8 tensor ``(F, 3, H, W)``, RGB.
@@ -230,10 +238,11 @@ def read_frames(
         MediaError: the file does not decode or ends before the last requested frame.
     """
     path = str(path)
+    shared = container is not None
     times = [start + k / fps for k in range(num_frames)]
     chosen: list = [None] * num_frames
     try:
-        with av.open(path) as container:
+        with _opened(path, container) as container:
             if not container.streams.video:
                 raise MediaError(f"{path}: no video stream")
             stream = container.streams.video[0]
@@ -242,6 +251,8 @@ def read_frames(
             if start > 0:
                 # Seek lands on the last keyframe at or before `start`.
                 container.seek(int(start / tb), stream=stream, backward=True, any_frame=False)
+            elif shared:
+                container.seek(0)  # a shared container may have been read already
             last = None
             k = 0
             for frame in container.decode(stream):
@@ -311,6 +322,7 @@ def read_audio(
     start: float,
     num_samples: int,
     sample_rate: int = 16000,
+    container=None,
 ) -> torch.Tensor:
     """Decode ``num_samples`` mono samples at ``sample_rate`` starting at ``start`` seconds.
 
@@ -322,6 +334,7 @@ def read_audio(
         start: seconds.
         num_samples: S, output length.
         sample_rate: output rate (Hz).
+        container: ``path`` already open (:func:`read_clip`); it is left open.
 
     Returns:
         float32 tensor ``(S,)``, mono (mean of the channels).
@@ -330,11 +343,12 @@ def read_audio(
         MediaError: no audio stream, undecodable, or the audio ends before the request.
     """
     path = str(path)
+    shared = container is not None
     out_start = round(start * sample_rate)
     t_begin = out_start / sample_rate
     t_end = (out_start + num_samples) / sample_rate
     try:
-        with av.open(path) as container:
+        with _opened(path, container) as container:
             if not container.streams.audio:
                 raise MediaError(f"{path}: no audio stream; give a separate audio file or skip the clip")
             stream = container.streams.audio[0]
@@ -343,6 +357,8 @@ def read_audio(
             seek_t = t_begin - _AUDIO_MARGIN
             if seek_t > 0:
                 container.seek(int(seek_t / tb), stream=stream, backward=True, any_frame=False)
+            elif shared:
+                container.seek(0)  # a shared container may have been read already
             chunks: list[np.ndarray] = []
             first = None  # index (at src_rate) of the first decoded sample
             decoded_end = None
@@ -395,6 +411,24 @@ def read_audio(
         raise NonFiniteAudioError(f"{path}: the audio holds {bad} NaN or Inf samples from {t_begin:.3f} s to {t_end:.3f} s; "
                          "re-export the sound (e.g. as 16-bit PCM) or skip the file")
     return torch.from_numpy(np.ascontiguousarray(seg, dtype=np.float32))
+
+
+def read_clip(video: PathLike, audio: PathLike, start: float, num_frames: int, fps: float, num_samples: int,
+              sample_rate: int = 16000, size: Size = None, buckets: Sequence[Sequence[int]] | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One clip: ``(frames uint8 (F, 3, H, W), audio float32 (S,))`` from ``start`` seconds (the rules of
+    :func:`read_frames` and :func:`read_audio`), each file opened once: a video with its own sound
+    is read through one container."""
+    if str(audio) != str(video):
+        return (read_frames(video, start, num_frames, fps, size, buckets),
+                read_audio(audio, start, num_samples, sample_rate))
+    path = str(video)
+    try:
+        with av.open(path) as container:
+            return (read_frames(path, start, num_frames, fps, size, buckets, container=container),
+                    read_audio(path, start, num_samples, sample_rate, container=container))
+    except av.FFmpegError as exc:
+        raise MediaError(f"{path}: cannot open ({exc}); re-encode or skip the file") from exc
 
 
 # --------------------------------------------------------------------------------------------

@@ -101,3 +101,19 @@ def test_clip_start_policy():
     # K fixed candidates
     picks = {clip_start(10.0, spec, True, seed=1, epoch=e, index=3, train_starts=2) for e in range(20)}
     assert len(picks) == 2
+
+
+def test_read_clip_opens_a_video_with_its_own_sound_once(tmp_path, monkeypatch):
+    import av
+
+    from av_lightning.data import io
+
+    path = write_clip(tmp_path / "c.mp4", seconds=1.5, fps=30, sample_rate=16000, channels=1, seed=3)
+    opened = []
+    real_open = av.open
+    monkeypatch.setattr(io.av, "open", lambda *a, **k: opened.append(a[0]) or real_open(*a, **k))
+    for start in (0.0, 0.4):
+        frames, audio = io.read_clip(path, path, start, 12, 24.0, 8000, 16000, size=32)
+        torch.testing.assert_close(frames, io.read_frames(path, start, 12, 24.0, 32), rtol=0, atol=0)
+        torch.testing.assert_close(audio, io.read_audio(path, start, 8000, 16000), rtol=0, atol=0)
+    assert opened.count(str(path)) == 2 + 4  # one open per read_clip, then the reference reads
