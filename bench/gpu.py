@@ -22,21 +22,19 @@ import time
 
 import torch
 
-from bench.common import machine, peak_gib, report, reset_peak, sync, table, time_it, unet_floor
-
-BEATS_LAYERS, BEATS_WIDTH, BEATS_RATE = 12, 768, 6.25
-
-
-class CachedStatesEncoder(torch.nn.Module):
-    """Stands in for BEATs' shape only; the benchmark feeds cached states, so it never runs."""
-
-    sample_rate = 16000
-    num_layers = BEATS_LAYERS
-    hidden_size = BEATS_WIDTH
-    feature_size = BEATS_LAYERS * BEATS_WIDTH
-
-    def forward(self, *args, **kwargs):
-        raise RuntimeError("the GPU benchmark runs on cached audio states")
+from bench.common import (
+    BEATS_LAYERS,
+    BEATS_WIDTH,
+    CachedStatesEncoder,
+    machine,
+    peak_gib,
+    report,
+    reset_peak,
+    sync,
+    table,
+    time_it,
+    unet_floor,
+)
 
 
 def build(smoke: bool, device: torch.device):

@@ -32,9 +32,22 @@ from pathlib import Path
 
 import torch
 
-from bench.common import machine, peak_gib, report, reset_peak, sync, table, time_interleaved, time_it, unet_floor
+from bench.common import (
+    BEATS_LAYERS,
+    BEATS_RATE,
+    BEATS_WIDTH,
+    CachedStatesEncoder,
+    machine,
+    peak_gib,
+    report,
+    reset_peak,
+    sync,
+    table,
+    time_interleaved,
+    time_it,
+    unet_floor,
+)
 
-BEATS_LAYERS, BEATS_WIDTH, BEATS_RATE = 12, 768, 6.25
 FPS = 16.0
 SECTION = re.compile(r"^<!-- section: (\w+) -->$", re.M)
 
@@ -87,16 +100,6 @@ def dry_run(frames: int) -> str:
             f"cross-attention context {f_lat} × 512 rows per video.")
 
 
-class CachedStatesEncoder(torch.nn.Module):
-    """Stands in for BEATs' shape only; the benchmark feeds cached states, so it never runs."""
-
-    sample_rate = 16000
-    num_layers = BEATS_LAYERS
-    hidden_size = BEATS_WIDTH
-    feature_size = BEATS_LAYERS * BEATS_WIDTH
-
-    def forward(self, *args, **kwargs):
-        raise RuntimeError("the GPU benchmark runs on cached audio states")
 
 
 def build(mode: str, smoke: bool, device: torch.device, frames: int):
