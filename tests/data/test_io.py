@@ -111,7 +111,7 @@ def test_read_clip_opens_a_video_with_its_own_sound_once(tmp_path, monkeypatch):
     path = write_clip(tmp_path / "c.mp4", seconds=1.5, fps=30, sample_rate=16000, channels=1, seed=3)
     opened = []
     real_open = av.open
-    monkeypatch.setattr(io.av, "open", lambda *a, **k: opened.append(a[0]) or real_open(*a, **k))
+    monkeypatch.setattr(av, "open", lambda *a, **k: opened.append(a[0]) or real_open(*a, **k))
     for start in (0.0, 0.4):
         frames, audio = io.read_clip(path, path, start, 12, 24.0, 8000, 16000, size=32)
         torch.testing.assert_close(frames, io.read_frames(path, start, 12, 24.0, 32), rtol=0, atol=0)

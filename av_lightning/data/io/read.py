@@ -1,4 +1,4 @@
-"""Video and audio I/O through PyAV (it bundles FFmpeg; no system package is needed).
+"""Reading clips and whole files through PyAV (it bundles FFmpeg; no system package is needed).
 
 Time convention: a time ``t`` in seconds is a presentation time, ``pts * time_base`` of the
 stream, exactly as FFmpeg uses to keep audio and video in sync. Files whose streams start at 0
@@ -26,8 +26,6 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -35,8 +33,9 @@ import numpy as np
 import torch
 from scipy.signal import resample_poly
 
+from av_lightning.data.io.probe import MediaError, NonFiniteAudioError, PathLike
+
 Size = int | Sequence[int] | None
-PathLike = str | Path
 
 #: Two presentation times closer than this (seconds) are equal: guards float rounding of
 #: ``k / fps`` against pts that land exactly on the output grid.
@@ -47,125 +46,6 @@ _AUDIO_MARGIN = 0.1
 #: A clip's audio may end this much (seconds) before the request and be zero-padded (AAC
 #: streams lose a few samples at the end); any larger shortfall is an error.
 _AUDIO_SHORTFALL = 0.025
-
-
-#: Audio codecs that store float samples (the ones that can hold NaN or Inf).
-FLOAT_PCM_CODECS = frozenset({"pcm_f32le", "pcm_f32be", "pcm_f64le", "pcm_f64be", "pcm_f16le", "pcm_f24le"})
-
-
-class MediaError(RuntimeError):
-    """A file cannot be read as requested; the message names the file and the fix."""
-
-
-class NonFiniteAudioError(MediaError):
-    """The audio holds NaN or Inf samples (float PCM can store them; no decoder rejects them)."""
-
-
-@dataclass(frozen=True)
-class MediaInfo:
-    """What :func:`probe` finds in a file.
-
-    Attributes:
-        path: the file.
-        duration: seconds of the video stream (of the audio stream for audio-only files).
-        fps: average video frame rate (Hz); ``None`` for audio-only files.
-        has_audio: whether the file has an audio stream.
-        size: ``(H, W)`` of the video in pixels; ``None`` for audio-only files.
-        num_frames: video frame count from the container (0 when the container does not say).
-        video_duration: seconds of the video stream, ``None`` without one.
-        audio_duration: seconds of the audio stream, ``None`` without one.
-        sample_rate: audio sample rate (Hz), ``None`` without audio.
-        channels: audio channel count, ``None`` without audio.
-    """
-
-    path: str
-    duration: float
-    fps: float | None
-    has_audio: bool
-    size: tuple[int, int] | None
-    num_frames: int = 0
-    video_duration: float | None = None
-    audio_duration: float | None = None
-    sample_rate: int | None = None
-    channels: int | None = None
-
-
-def _stream_duration(stream, container) -> float | None:
-    if stream.duration is not None and stream.time_base is not None:
-        return float(stream.duration * stream.time_base)
-    if container.duration is not None:
-        return container.duration / av.time_base
-    return None
-
-
-def probe(path: PathLike, decode_check: bool = True) -> MediaInfo:
-    """Read a file's stream metadata (and, with ``decode_check``, decode its first frames).
-
-    Args:
-        path: an mp4/mkv/webm/avi video or a wav/flac/mp3 audio file.
-        decode_check: decode the first video frame and the first audio frame so that a file
-            with a valid header but broken data is caught here, not in training.
-
-    Returns:
-        :class:`MediaInfo`.
-
-    Raises:
-        MediaError: the file is missing, cannot be opened, or does not decode.
-    """
-    path = str(path)
-    if not Path(path).is_file():
-        raise MediaError(f"{path}: no such file; check the dataset root and the manifest ids")
-    try:
-        with av.open(path) as container:
-            vstream = container.streams.video[0] if container.streams.video else None
-            astream = container.streams.audio[0] if container.streams.audio else None
-            if vstream is None and astream is None:
-                raise MediaError(f"{path}: no video or audio stream")
-            video_duration = audio_duration = fps = size = None
-            num_frames = 0
-            if vstream is not None:
-                video_duration = _stream_duration(vstream, container)
-                rate = vstream.average_rate or vstream.guessed_rate or vstream.base_rate
-                fps = float(rate) if rate else None
-                size = (vstream.codec_context.height, vstream.codec_context.width)
-                num_frames = int(vstream.frames or 0)
-                if video_duration is None and fps and num_frames:
-                    video_duration = num_frames / fps
-            sample_rate = channels = None
-            if astream is not None:
-                audio_duration = _stream_duration(astream, container)
-                sample_rate = int(astream.codec_context.sample_rate)
-                channels = int(astream.codec_context.channels)
-            if decode_check:
-                for stream in (vstream, astream):
-                    if stream is None:
-                        continue
-                    container.seek(0)
-                    got = next(iter(container.decode(stream)), None)
-                    if got is None:
-                        raise MediaError(f"{path}: stream #{stream.index} has no decodable frame")
-                if astream is not None and astream.codec_context.name in FLOAT_PCM_CODECS:
-                    # Stored float samples can be NaN or Inf, which no decoder rejects: read them all.
-                    container.seek(0)
-                    for frame in container.decode(astream):
-                        if not np.isfinite(frame.to_ndarray()).all():
-                            raise NonFiniteAudioError(f"{path}: the audio holds NaN or Inf samples; re-export the sound "
-                                             "(e.g. as 16-bit PCM) or skip the file")
-    except (av.FFmpegError, ValueError, StopIteration) as exc:  # PyAV raises FFmpegError subclasses
-        raise MediaError(f"{path}: cannot decode ({exc}); re-download or re-encode the file") from exc
-    duration = video_duration if video_duration is not None else audio_duration
-    return MediaInfo(
-        path=path,
-        duration=float(duration or 0.0),
-        fps=fps,
-        has_audio=astream is not None,
-        size=size,
-        num_frames=num_frames,
-        video_duration=video_duration,
-        audio_duration=audio_duration,
-        sample_rate=sample_rate,
-        channels=channels,
-    )
 
 
 def _opened(path: str, container):
@@ -429,159 +309,6 @@ def read_clip(video: PathLike, audio: PathLike, start: float, num_frames: int, f
                     read_audio(path, start, num_samples, sample_rate, container=container))
     except av.FFmpegError as exc:
         raise MediaError(f"{path}: cannot open ({exc}); re-encode or skip the file") from exc
-
-
-# --------------------------------------------------------------------------------------------
-# writing
-
-
-def _frames_hwc(frames) -> np.ndarray:
-    arr = frames.detach().cpu().numpy() if isinstance(frames, torch.Tensor) else np.asarray(frames)
-    if arr.ndim != 4:
-        raise ValueError(f"expected frames (F, H, W, 3) or (F, 3, H, W), got shape {arr.shape}")
-    if arr.shape[-1] != 3 and arr.shape[1] == 3:
-        arr = arr.transpose(0, 2, 3, 1)
-    if arr.shape[-1] != 3:
-        raise ValueError(f"expected RGB frames (F, H, W, 3) or (F, 3, H, W), got shape {arr.shape}")
-    if arr.dtype != np.uint8:
-        raise TypeError(f"expected uint8 frames, got {arr.dtype}; convert with (x.clamp(0, 1) * 255).round().to(torch.uint8)")
-    return np.ascontiguousarray(arr)
-
-
-def _audio_channels_first(audio) -> np.ndarray:
-    arr = audio.detach().cpu().float().numpy() if isinstance(audio, torch.Tensor) else np.asarray(audio, dtype=np.float32)
-    if arr.ndim == 1:
-        arr = arr[None]
-    if arr.ndim != 2:
-        raise ValueError(f"expected audio (S,) or (C, S), got shape {arr.shape}")
-    return np.ascontiguousarray(arr, dtype=np.float32)
-
-
-def _encode_audio(container, stream, audio: np.ndarray, sample_rate: int, fmt: str) -> None:
-    layout = "mono" if audio.shape[0] == 1 else "stereo"
-    frame_size = stream.codec_context.frame_size or 1024
-    planar = fmt.endswith("p")
-    for i in range(0, audio.shape[1], frame_size):
-        chunk = audio[:, i : i + frame_size]
-        if fmt.startswith("s16"):
-            chunk = (np.clip(chunk, -1, 1) * 32767).round().astype(np.int16)
-        if not planar:
-            chunk = chunk.T.reshape(1, -1)
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format=fmt, layout=layout)
-        frame.sample_rate = sample_rate
-        frame.pts = i
-        frame.time_base = Fraction(1, sample_rate)
-        for packet in stream.encode(frame):
-            container.mux(packet)
-    for packet in stream.encode(None):
-        container.mux(packet)
-
-
-def write_video(
-    path: PathLike,
-    frames,
-    fps: float,
-    audio=None,
-    sample_rate: int = 16000,
-    crf: int = 18,
-    codec: str = "libx264",
-    audio_codec: str = "aac",
-    pix_fmt: str = "yuv420p",
-) -> Path:
-    """Write an mp4 (H.264 + AAC) with the audio muxed in.
-
-    Args:
-        path: output file (parent folders are created).
-        frames: uint8 ``(F, H, W, 3)`` or ``(F, 3, H, W)``, tensor or array; H and W even.
-        fps: frame rate (Hz); frame k is shown at ``k / fps`` seconds.
-        audio: optional float ``(S,)`` mono or ``(C, S)`` (C <= 2) in [-1, 1] at ``sample_rate``.
-        sample_rate: audio rate (Hz).
-        crf: x264 quality (0 = lossless, 18 = visually lossless).
-        codec, audio_codec: FFmpeg encoder names.
-        pix_fmt: stored pixel format; ``"yuv444p"`` keeps full-resolution colour (odd sizes allowed).
-
-    Returns:
-        the path written.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    hwc = _frames_hwc(frames)
-    _, h, w, _ = hwc.shape
-    if pix_fmt == "yuv420p" and (h % 2 or w % 2):
-        raise ValueError(f"{path}: H.264 with yuv420p needs even H and W, got {h}x{w}; crop one pixel")
-    rate = Fraction(fps).limit_denominator(1001)
-    with av.open(str(path), mode="w") as container:
-        vstream = container.add_stream(codec, rate=rate)
-        vstream.width, vstream.height, vstream.pix_fmt = w, h, pix_fmt
-        vstream.options = {"crf": str(crf)} if codec == "libx264" else {}
-        astream = None
-        if audio is not None:
-            audio_arr = _audio_channels_first(audio)
-            if audio_arr.shape[0] > 2:
-                raise ValueError(f"expected mono or stereo audio, got {audio_arr.shape[0]} channels")
-            astream = container.add_stream(audio_codec, rate=sample_rate)
-            astream.layout = "mono" if audio_arr.shape[0] == 1 else "stereo"
-        for i, img in enumerate(hwc):
-            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-            frame.pts = i
-            frame.time_base = 1 / rate
-            for packet in vstream.encode(frame):
-                container.mux(packet)
-        for packet in vstream.encode(None):
-            container.mux(packet)
-        if astream is not None:
-            fmt = astream.codec_context.format.name if astream.codec_context.format else "fltp"
-            _encode_audio(container, astream, audio_arr, sample_rate, fmt)
-    return path
-
-
-def write_contact_sheet(frames, path: PathLike, columns: int = 8, max_frames: int = 48) -> Path:
-    """Write a PNG grid of frames (evenly chosen when there are more than ``max_frames``).
-
-    Args:
-        frames: uint8 ``(N, 3, H, W)``.
-    """
-    from PIL import Image
-
-    N, _, H, W = frames.shape
-    idx = torch.linspace(0, N - 1, min(N, max_frames)).round().long().unique()
-    cols = min(columns, idx.numel())
-    rows = math.ceil(idx.numel() / cols)
-    sheet = torch.zeros(3, rows * H, cols * W, dtype=torch.uint8)
-    for n, i in enumerate(idx.tolist()):
-        r, c = divmod(n, cols)
-        sheet[:, r * H : (r + 1) * H, c * W : (c + 1) * W] = frames[i]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(sheet.permute(1, 2, 0).numpy()).save(path)
-    return path
-
-
-def write_videos(folder: PathLike, videos, ids, fps: float, audio=None, sample_rate: int = 16000) -> list[Path]:
-    """Write ``folder/ID.mp4`` for each clip of a batch, its audio muxed in.
-
-    Args:
-        videos: uint8 ``(B, F, 3, H, W)``.
-        ids: B file stems.
-        audio: optional float ``(B, S)`` at ``sample_rate``.
-    """
-    folder = Path(folder)
-    return [write_video(folder / f"{clip_id}.mp4", videos[i].cpu(), fps=fps,
-                        audio=audio[i].cpu() if audio is not None else None, sample_rate=sample_rate)
-            for i, clip_id in enumerate(ids)]
-
-
-def write_audio(path: PathLike, audio, sample_rate: int = 16000, codec: str = "pcm_s16le") -> Path:
-    """Write a wav (``codec`` pcm_s16le or pcm_f32le) from float ``(S,)`` or ``(C, S)`` in [-1, 1]."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arr = _audio_channels_first(audio)
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream(codec, rate=sample_rate)
-        stream.layout = "mono" if arr.shape[0] == 1 else "stereo"
-        fmt = stream.codec_context.format.name
-        _encode_audio(container, stream, arr, sample_rate, fmt)
-    return path
 
 
 # --------------------------------------------------------------------------------------------
