@@ -33,25 +33,6 @@ from typing import Callable, Literal, Optional
 import torch
 from tqdm.auto import tqdm
 
-SCHEDULERS = {
-    "ddim": "DDIMScheduler",
-    "ddpm": "DDPMScheduler",
-    "dpm++": "DPMSolverMultistepScheduler",
-    "euler": "EulerDiscreteScheduler",
-    "pndm": "PNDMScheduler",
-}
-
-
-def make_scheduler(config: dict, name: str = "ddim"):
-    """A diffusers scheduler of kind ``name`` (a key of :data:`SCHEDULERS` or a class name)."""
-    import diffusers
-
-    cls_name = SCHEDULERS.get(name.lower(), name)
-    cls = getattr(diffusers, cls_name, None)
-    if cls is None:
-        raise ValueError(f"unknown scheduler {name!r}; choose one of {sorted(SCHEDULERS)} or a diffusers class name")
-    return cls.from_config(config)
-
 
 def _expand_uncond(uncond: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
     """Bring the unconditional states to the conditional layout (B, [F,] N, d)."""

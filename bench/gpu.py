@@ -96,7 +96,7 @@ def train_rows(model, device, latent: int, repeat: int) -> list[list]:
 
 @torch.no_grad()
 def sample_rows(model, device, latent: int, steps: int) -> list[list]:
-    from av_lightning.pipeline import make_scheduler, sample
+    from av_lightning.pipeline import sample
 
     batch = cached_batch(model, 1, latent, device)
     shape = (1, model.backbone.latent_channels, 24, latent, latent)
@@ -105,12 +105,12 @@ def sample_rows(model, device, latent: int, steps: int) -> list[list]:
     noise = torch.randn(shape, device=device)
 
     def stock():
-        sample(model.backbone.denoise, make_scheduler(model.backbone.scheduler_config), text, shape, uncond=uncond,
+        sample(model.backbone.denoise, model.backbone.make_scheduler(), text, shape, uncond=uncond,
                steps=steps, guidance_scale=9.0, latents=noise, progress=False)
 
     def audio():
         cond, _ = model.conditioning(batch, "audio")  # tokens + per-frame CLIP, once per video
-        sample(model.backbone.denoise, make_scheduler(model.backbone.scheduler_config), cond, shape, uncond=uncond,
+        sample(model.backbone.denoise, model.backbone.make_scheduler(), cond, shape, uncond=uncond,
                steps=steps, guidance_scale=9.0, latents=noise, progress=False)
 
     rows = []

@@ -39,7 +39,7 @@ def build(device):
 @torch.no_grad()
 def main(argv=None) -> None:
     from av_lightning.data.toyworld import toy_clip
-    from av_lightning.pipeline import make_scheduler, sample
+    from av_lightning.pipeline import sample
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu")
@@ -62,12 +62,12 @@ def main(argv=None) -> None:
 
     def stock():
         text = bb.encode_text([f"a {label}" for label in batch["label"]])
-        sample(bb.denoise, make_scheduler(bb.scheduler_config), text, shape, uncond=bb.encode_text([""]),
+        sample(bb.denoise, bb.make_scheduler(), text, shape, uncond=bb.encode_text([""]),
                steps=a.steps, guidance_scale=a.guidance, latents=noise, progress=False)
 
     def audio():
         cond, _ = model.conditioning(batch, "audio")
-        sample(bb.denoise, make_scheduler(bb.scheduler_config), cond, shape, uncond=bb.encode_text([""]),
+        sample(bb.denoise, bb.make_scheduler(), cond, shape, uncond=bb.encode_text([""]),
                steps=a.steps, guidance_scale=a.guidance, latents=noise, progress=False)
 
     reset_peak(device)

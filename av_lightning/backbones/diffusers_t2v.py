@@ -23,6 +23,14 @@ from av_lightning.backbones.frame_attention import FRAME_KWARG, install_frame_at
 from av_lightning.backbones.objective import DDPMObjective
 from av_lightning.backbones.prompt import PromptInjector
 
+#: Samplers by short name (any other diffusers scheduler class name works too).
+SCHEDULERS = {
+    "ddim": "DDIMScheduler",
+    "ddpm": "DDPMScheduler",
+    "dpm++": "DPMSolverMultistepScheduler",
+    "euler": "EulerDiscreteScheduler",
+    "pndm": "PNDMScheduler",
+}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -153,10 +161,14 @@ class DiffusersT2V(VideoBackbone):
         return (size, size)
 
     def make_scheduler(self, name: Optional[str] = None):
-        """A diffusers sampler on this model's noise schedule (default DDIM; :data:`~av_lightning.pipeline.SCHEDULERS`)."""
-        from av_lightning.pipeline import make_scheduler
+        """A diffusers sampler on this model's noise schedule (default DDIM; :data:`SCHEDULERS`)."""
+        import diffusers
 
-        return make_scheduler(self.scheduler_config, name or "ddim")
+        cls_name = SCHEDULERS.get((name or "ddim").lower(), name)
+        cls = getattr(diffusers, cls_name, None)
+        if cls is None:
+            raise ValueError(f"unknown scheduler {name!r}; choose one of {sorted(SCHEDULERS)} or a diffusers class name")
+        return cls.from_config(self.scheduler_config)
 
     @property
     def frozen_dtype(self) -> torch.dtype:
