@@ -24,11 +24,11 @@ class WeightsError(ValueError):
 
 def _convert_hint(path: Path) -> str:
     return (
-        f"If you trust {path.name}, convert it once in a Python session: "
-        f"`import torch; from safetensors.torch import save_file; "
-        f"sd = torch.load('{path}', weights_only=False); "
-        "save_file({k: v.contiguous() for k, v in sd.items() if torch.is_tensor(v)}, 'weights.safetensors')` "
-        "(for a nested checkpoint take its state dict first), or re-save it with plain tensors and dicts only"
+        f"If you trust {path.name}, convert it once in a Python session: load it with full unpickling "
+        f"(torch.load with weights_only set to False), then save its tensors with "
+        "`safetensors.torch.save_file({k: v.contiguous() for k, v in sd.items() if torch.is_tensor(v)}, "
+        "'weights.safetensors')` (for a nested checkpoint take its state dict first), or re-save it with plain "
+        "tensors and dicts only"
     )
 
 

@@ -41,7 +41,7 @@ def test_installed_scripts_fit_then_test(script, tmp_path):
     _run([exe, "fit", "--config", cfg, root, *FAST], tmp_path)
     ckpts = sorted(Path(tmp_path).rglob("*.ckpt"))  # runs/tiny/checkpoints/last.ckpt under the working dir
     assert ckpts, "fit wrote no checkpoint"
-    ckpt = torch.load(ckpts[-1], map_location="cpu", weights_only=False)
+    ckpt = torch.load(ckpts[-1], map_location="cpu", weights_only=True)
     assert all(k.startswith(("mapper.", "tokens.")) for k in ckpt["state_dict"])
     out = _run([exe, "test", "--config", cfg, root, *FAST, f"--ckpt_path={ckpts[-1]}"], tmp_path)
     assert "test" in (out.stdout + out.stderr).lower()
@@ -59,8 +59,8 @@ def test_two_process_ddp_ends_with_identical_weights(tmp_path):
           "--trainer.devices=2", "--trainer.strategy=ddp", "--trainer.limit_val_batches=0",
           "--trainer.callbacks+=tests.helpers.SaveAdapterPerRank", f"--trainer.callbacks.out_dir={tmp_path}/w"],
          tmp_path)
-    w0 = torch.load(tmp_path / "w/rank0.pt")
-    w1 = torch.load(tmp_path / "w/rank1.pt")
+    w0 = torch.load(tmp_path / "w/rank0.pt", weights_only=True)
+    w1 = torch.load(tmp_path / "w/rank1.pt", weights_only=True)
     assert w0.keys() == w1.keys() and len(w0) > 0
     for k in w0:
         torch.testing.assert_close(w0[k], w1[k], rtol=0, atol=0)

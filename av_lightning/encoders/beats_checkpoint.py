@@ -47,7 +47,8 @@ PAPER_CHECKPOINT_CFG = {
 
 # How to turn a trusted file that pickles other objects into one this loader reads.
 _CONVERT_HINT = (
-    "convert it once in a Python session you trust: blob = torch.load(path, weights_only=False); "
+    "convert it once in a Python session you trust: load it with full unpickling (torch.load with weights_only "
+    "set to False) into blob, then "
     "torch.save({'cfg': dict(blob['cfg']), "
     "'model': {k: v for k, v in blob['model'].items()}}, 'BEATs_converted.pt') "
     "(cfg as a plain dict of numbers, strings and booleans, model as a dict of tensors), then pass "

@@ -26,7 +26,7 @@ def test_two_process_gloo_equals_single_process(tmp_path, clip_dir):
         join=True,
         start_method="fork",
     )
-    distributed = torch.load(out_file, weights_only=False)
+    distributed = torch.load(out_file, weights_only=True)
 
     for name, value in single.items():
         torch.testing.assert_close(
