@@ -286,8 +286,9 @@ NOTES = {
     "cpu": """
 ## How the engine gets there
 
-- **Workers that live for the whole folder**: spawned once (`--workers`, default the CPU cores), one
-  thread each (`--threads`); nothing is spawned per clip.
+- **Workers that live for the whole folder**: forked once from a server process that imported the
+  libraries once (`--workers`, default the CPU cores), one thread each (`--threads`); nothing is
+  started per clip.
 - **Each file decoded once**, converted with one swscale context per file (PyAV's per-frame
   `to_ndarray()` builds a new one for every frame, which cost more than decoding the small frames).
 - **Paper mode's flow**: Horn–Schunck's 64 Jacobi iterations run in a compiled kernel

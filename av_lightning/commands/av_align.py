@@ -26,13 +26,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from av_lightning.metrics.av_align_folder import (  # noqa: F401 - re-exported for callers of the command
-    FileResult,
-    FolderScorer,
-    default_workers,
-    process_file,
-    score_pairs,
-)
+from av_lightning.metrics.av_align_folder import FileResult, FolderScorer, default_workers
 
 VIDEO_EXTENSIONS = (".mp4",)
 CSV_COLUMNS = ("file", "audio", "score", "audio_peaks", "video_peaks", "matches", "edge_onsets", "status",

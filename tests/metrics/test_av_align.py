@@ -119,6 +119,17 @@ def test_non_finite_audio_and_too_few_frames_fail_naming_the_clip():
         AVAlign(mode="reference").update(videos[:, :2], audio, FPS, SAMPLE_RATE)
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_paper_mode_on_the_gpu_gives_the_cpu_rows():
+    videos, audio = av_batch(shift=1, background=0.003)
+    cpu = AVAlign(mode="paper")
+    cpu.update(videos, audio, FPS, SAMPLE_RATE)
+    gpu = AVAlign(mode="paper").cuda()
+    gpu.update(videos.cuda(), audio.cuda(), FPS, SAMPLE_RATE)
+    torch.testing.assert_close(gpu.per_clip().cpu(), cpu.per_clip(), rtol=0, atol=0, equal_nan=True)
+
+
 def reference_loop(frames: np.ndarray, audio: np.ndarray, fps: float, sample_rate: int) -> float:
     """DESIGN §8, one frame at a time, as the authors' script does it."""
     import cv2

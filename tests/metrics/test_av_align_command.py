@@ -190,6 +190,15 @@ def test_command_and_metric_share_the_engine(video_dir, mode):
         torch.testing.assert_close(rows(batched), rows(results), equal_nan=True, rtol=0, atol=0)
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_device_flow_gives_the_cpu_rows(video_dir):
+    pairs = [(video_dir / f"{n}.mp4", video_dir / f"{n}.wav") for n in ("good", "late", "quiet")]
+    on_gpu = engine.score_pairs(pairs, "paper", device="cuda", progress=False, batch=2)
+    torch.testing.assert_close(rows(on_gpu), rows(engine.score_pairs(pairs, "paper", progress=False)),
+                               rtol=0, atol=0, equal_nan=True)
+
+
 def rows(results) -> torch.Tensor:
     return torch.tensor([[r.score, r.audio_peaks, r.video_peaks, r.matches] for r in results], dtype=torch.float64)
 
