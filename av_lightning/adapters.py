@@ -40,6 +40,18 @@ class AdapterError(ValueError):
     """An adapter file does not fit the model or the backbone asked for; the message says how."""
 
 
+class TextWidthError(ValueError):
+    """The mapper's tokens are not as wide as the backbone's text embeddings."""
+
+    def __init__(self, mapper_width: int, text_width: int):
+        self.mapper_width, self.text_width = mapper_width, text_width
+        super().__init__(
+            f"mapper out_features={mapper_width} but the backbone's text embeddings are {text_width} wide: the adapter "
+            f"or config was made for another backbone; use that backbone, or set "
+            f"model.init_args.mapper.init_args.out_features: {text_width}"
+        )
+
+
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
     """``(hparams, metadata)`` of an adapter ``.safetensors`` or a Lightning ``.ckpt``.
 
@@ -174,8 +186,6 @@ def load_model(
     """
     from lightning.pytorch import LightningModule
     from lightning.pytorch.cli import instantiate_module
-
-    from av_lightning.module import TextWidthError
 
     checkpoint = Path(checkpoint)
     hparams, meta = read_checkpoint(checkpoint)

@@ -18,6 +18,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torch.nn import functional as F
 
+from av_lightning.adapters import TextWidthError, load_adapter, save_adapter
 from av_lightning.backbones.base import VideoBackbone
 from av_lightning.data.batch import ClipBatch
 from av_lightning.data.io import write_videos
@@ -33,18 +34,6 @@ except ImportError:  # pragma: no cover - older Lightning
 
 Conditioning = Literal["audio", "text", "text+audio", "none"]
 TRAINABLE = ("mapper.", "tokens.")
-
-
-class TextWidthError(ValueError):
-    """The mapper's tokens are not as wide as the backbone's text embeddings."""
-
-    def __init__(self, mapper_width: int, text_width: int):
-        self.mapper_width, self.text_width = mapper_width, text_width
-        super().__init__(
-            f"mapper out_features={mapper_width} but the backbone's text embeddings are {text_width} wide: the adapter "
-            f"or config was made for another backbone; use that backbone, or set "
-            f"model.init_args.mapper.init_args.out_features: {text_width}"
-        )
 
 
 def default_optimizer(params) -> torch.optim.Optimizer:
@@ -448,12 +437,8 @@ class AudioToVideo(pl.LightningModule):
     def save_adapter(self, path: str | os.PathLike) -> None:
         """Write the adapter (trainable weights) as safetensors, the model configuration as metadata
         (:mod:`av_lightning.adapters`)."""
-        from av_lightning.adapters import save_adapter
-
         save_adapter(self, path)
 
     def load_adapter(self, path: str | os.PathLike) -> None:
         """Load adapter weights written by :meth:`save_adapter` (or a Lightning checkpoint)."""
-        from av_lightning.adapters import load_adapter
-
         load_adapter(self, path)
