@@ -6,22 +6,15 @@ LightningCLI in subclass mode: the model and the data are chosen by ``class_path
 geometry (frames, fps, sample rate) is set once, on the data, and linked into the model.
 
 ``av-lightning`` also runs the project's own commands (``generate``, ``cache``, ``av-align``,
-``filter-vggsound``, ``convert-official``); each lives in ``av_lightning/commands/``.
+``filter-vggsound``, ``convert-official``); each lives in ``av_lightning/commands/`` and is imported
+only when it runs, so a command that needs no Lightning starts without importing it.
 """
 
 from __future__ import annotations
 
 import importlib
-import pickle
 import sys
 from typing import Optional
-
-import torch
-from lightning.pytorch import LightningDataModule, LightningModule
-from lightning.pytorch.cli import LightningCLI
-from lightning.pytorch.plugins.io import TorchCheckpointIO
-
-from av_lightning.weights import load_torch
 
 #: LightningCLI's sub-commands, with one line each for ``av-lightning --help``.
 LIGHTNING_COMMANDS = {
@@ -40,40 +33,14 @@ COMMANDS = {
 }
 
 
-class AVLightningCLI(LightningCLI):
-    def add_arguments_to_parser(self, parser) -> None:
-        for key in ("num_frames", "fps", "sample_rate"):
-            parser.link_arguments(f"data.init_args.{key}", f"model.init_args.{key}", apply_on="parse")
+def cli_main(args: Optional[list[str]] = None, run: bool = True):
+    """The project's LightningCLI (:class:`~av_lightning.lightning_cli.AVLightningCLI`) over any
+    LightningModule / LightningDataModule (``args`` for in-process use)."""
+    import torch
+    from lightning.pytorch import LightningDataModule, LightningModule
 
-    def _parse_ckpt_path(self) -> None:
-        # LightningCLI reads `--ckpt_path` (weights_only=True) for its hyper-parameters; a file it
-        # cannot read that way is read once more here, to fail with its name and the fix.
-        try:
-            super()._parse_ckpt_path()
-        except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
-            subcommand = self.config.get("subcommand")
-            load_torch(self.config[subcommand].get("ckpt_path"), "checkpoint")
-            raise err
+    from av_lightning.lightning_cli import AVLightningCLI
 
-    def _read_checkpoints_safely(self) -> None:
-        # `--ckpt_path` is read with weights_only=True (Lightning's own checkpoints hold only tensors
-        # and plain values), and a file that needs full unpickling is refused with its name.
-        strategy = self.trainer.strategy
-        if type(strategy.checkpoint_io) is TorchCheckpointIO:
-            strategy.checkpoint_io = SafeCheckpointIO()
-
-    before_fit = before_validate = before_test = before_predict = _read_checkpoints_safely
-
-
-class SafeCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint I/O, loading through :func:`av_lightning.weights.load_torch`."""
-
-    def load_checkpoint(self, path, map_location=None, weights_only=None):
-        return load_torch(path, "checkpoint")
-
-
-def cli_main(args: Optional[list[str]] = None, run: bool = True) -> AVLightningCLI:
-    """LightningCLI over any LightningModule / LightningDataModule (``args`` for in-process use)."""
     torch.set_float32_matmul_precision("high")
     return AVLightningCLI(
         LightningModule,
@@ -87,19 +54,16 @@ def cli_main(args: Optional[list[str]] = None, run: bool = True) -> AVLightningC
     )
 
 
-class _ParseOnly(AVLightningCLI):
-    """The CLI's parser and nothing else: configs parsed as `lightning fit` parses them, none built."""
-
-    def instantiate_classes(self) -> None:
-        pass
-
-
 def parse_configs(configs, overrides=()):
     """Training YAMLs (a base plus overlays, then ``--key=value`` overrides) parsed exactly as
     ``lightning fit --config ...`` parses them (class_path / init_args, linked clip geometry),
     without building anything: a jsonargparse ``Namespace`` with ``model``, ``data``, ``trainer``."""
+    from lightning.pytorch import LightningDataModule, LightningModule
+
+    from av_lightning.lightning_cli import ParseOnly
+
     args = [x for c in configs for x in ("--config", str(c))] + list(overrides)
-    return _ParseOnly(LightningModule, LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
+    return ParseOnly(LightningModule, LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
                       args=args, run=False).config
 
 

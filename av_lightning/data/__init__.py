@@ -1,65 +1,55 @@
-"""Data: PyAV clip I/O, clips, LightningDataModules, VGGSound filtering and the feature cache.
+"""Data: the media layer, clips, LightningDataModules, VGGSound filtering and the feature cache.
 
-See ``docs/data.md`` for the layout, the clip policy and the batch keys.
+See ``docs/data.md`` for the layout, the clip policy and the batch keys. Names are imported lazily
+(``import av_lightning.data.io`` does not pay for Lightning), so commands that only read files
+start fast.
 """
 
-from av_lightning.data.cache import CachedClipDataset, CacheError, build_cache, open_cache
-from av_lightning.data.clips import (
-    ClipDataset,
-    ClipRecord,
-    ClipSpec,
-    EpochSampler,
-    clip_start,
-    load_clip,
-)
-from av_lightning.data.datamodules import (
-    AudioVideoDataModule,
-    FolderDataModule,
-    VGGSoundDataModule,
-    read_manifest,
-)
-from av_lightning.data.filtering import (
-    HFAudioLabeler,
-    ImageLabeler,
-    TextSimilarity,
-    filter_clips,
-    read_filter_csv,
-)
-from av_lightning.data.io import (
-    MediaError,
-    MediaInfo,
-    probe,
-    read_audio,
-    read_frames,
-    write_audio,
-    write_video,
-)
+from __future__ import annotations
 
-__all__ = [
-    "AudioVideoDataModule",
-    "CacheError",
-    "CachedClipDataset",
-    "ClipDataset",
-    "ClipRecord",
-    "ClipSpec",
-    "EpochSampler",
-    "FolderDataModule",
-    "HFAudioLabeler",
-    "ImageLabeler",
-    "MediaError",
-    "MediaInfo",
-    "TextSimilarity",
-    "VGGSoundDataModule",
-    "build_cache",
-    "clip_start",
-    "filter_clips",
-    "load_clip",
-    "open_cache",
-    "probe",
-    "read_audio",
-    "read_filter_csv",
-    "read_frames",
-    "read_manifest",
-    "write_audio",
-    "write_video",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ClipBatch": "batch",
+    "CachedClipDataset": "cache",
+    "CacheError": "cache",
+    "build_cache": "cache",
+    "open_cache": "cache",
+    "ClipDataset": "clips",
+    "ClipRecord": "clips",
+    "ClipSpec": "clips",
+    "EpochSampler": "clips",
+    "clip_start": "clips",
+    "load_clip": "clips",
+    "AudioVideoDataModule": "datamodules",
+    "FolderDataModule": "datamodules",
+    "VGGSoundDataModule": "datamodules",
+    "read_manifest": "manifest",
+    "HFAudioLabeler": "filtering",
+    "ImageLabeler": "filtering",
+    "TextSimilarity": "filtering",
+    "filter_clips": "filtering",
+    "read_filter_csv": "filtering",
+    "MediaError": "io",
+    "MediaInfo": "io",
+    "probe": "io",
+    "read_audio": "io",
+    "read_clip": "io",
+    "read_frames": "io",
+    "write_audio": "io",
+    "write_video": "io",
+    "VideoFolderDataModule": "video_folder",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return __all__
