@@ -31,6 +31,7 @@ from pathlib import Path
 import av
 import numpy as np
 import torch
+from av.video.reformatter import VideoReformatter
 from scipy.signal import resample_poly
 
 from av_lightning.data.io.probe import MediaError, NonFiniteAudioError, PathLike
@@ -164,10 +165,12 @@ def read_frames(
             (rh, rw), (ch, cw) = target_size(src_hw, size)
             out = np.empty((num_frames, ch, cw, 3), dtype=np.uint8)
             cache: dict[int, np.ndarray] = {}
+            convert = VideoReformatter()  # one swscale context for the clip, not one per frame
             for i, frame in enumerate(chosen):
                 key = id(frame)
                 if key not in cache:
-                    img = frame.to_ndarray(width=rw, height=rh, format="rgb24", interpolation="BILINEAR")
+                    img = convert.reformat(frame, width=rw, height=rh, format="rgb24",
+                                           interpolation="BILINEAR").to_ndarray()
                     cache[key] = _centre_crop(img, ch, cw)
                 out[i] = cache[key]
     except av.FFmpegError as exc:
@@ -332,8 +335,6 @@ def read_video_file(path: PathLike, threads: int | None = None) -> tuple[np.ndar
     Raises:
         MediaError: missing file, no video stream, no decodable frame or no frame rate.
     """
-    from av.video.reformatter import VideoReformatter
-
     path = str(path)
     if not Path(path).is_file():
         raise MediaError(f"{path}: no such file")
