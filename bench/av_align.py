@@ -295,11 +295,11 @@ NOTES = {
   (`metrics/horn_schunck_cpu.py`, numba) that gives the torch loop's flow (tested) at a fraction of the
   memory traffic; the torch loop remains the GPU path.
 - **Reference mode** is the authors' computation, and about nine tenths of it is OpenCV's Farneback
-  per frame pair, which the script's OpenCV already spreads over every core (compare the row with
-  OpenCV on one thread). The same Farneback in one single-threaded worker per core gains only what the
-  script leaves on one core (decoding, onsets), `flow(0, 1)` computed once instead of twice, and the
-  grayscale of each frame computed once: on two cores that bounds reference mode at roughly 1.1–1.3×
-  the script. More would need less Farneback work per clip, which changes the scores.
+  per frame pair, the same work pair for pair (the scores are equal clip for clip). One worker does
+  it as fast as the script; what is left is running clips side by side, and two processes on this
+  machine's two cores give about 1.4× one core's throughput (paper mode, which is CPU-bound too,
+  scales by the same factor from one worker to two), which bounds reference mode at about 1.4× the
+  script here. More would need less Farneback work per clip, which changes the scores.
 
 Paper mode on a GPU (the flow of `--batch` clips at once in the main process, the workers decoding
 and detecting onsets) has not been measured on this page's machine, which has none:
