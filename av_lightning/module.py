@@ -314,10 +314,10 @@ class AudioToVideo(pl.LightningModule):
     def sample(
         self, batch: ClipBatch, mode: Optional[Conditioning] = None, *, height: Optional[int] = None,
         width: Optional[int] = None, fps: Optional[float] = None, steps: Optional[int] = None,
-        guidance_scale: Optional[float] = None, seed: Optional[int] = None, seeds: Optional[Sequence[int]] = None, window: Optional[int] = None,
-        overlap: Optional[int] = None, blend: Literal["ramp", "uniform"] = "ramp", window_batch: Optional[int] = None,
-        init_frames: Optional[torch.Tensor] = None, strength: float = 1.0, noise: Optional[torch.Tensor] = None,
-        progress: bool = False, return_latents: bool = False,
+        guidance_scale: Optional[float] = None, seed: Optional[int] = None, seeds: Optional[Sequence[int]] = None,
+        window: Optional[int] = None, overlap: Optional[int] = None, blend: Literal["ramp", "uniform"] = "ramp",
+        window_batch: Optional[int] = None, init_frames: Optional[torch.Tensor] = None, strength: float = 1.0,
+        noise: Optional[torch.Tensor] = None, progress: bool = False, return_latents: bool = False,
     ) -> torch.Tensor:
         """Videos for a batch: the one sampling path (test-time metrics, previews, ``predict``, ``generate``).
 
