@@ -13,9 +13,13 @@ of data in every step:
   ``event_share`` of them event frames, 10 % empty. This is what teaches spatial
   cross-attention that a text can describe one frame, the channel per-frame tokens use.
 
-No video is ever trained with per-frame prompts, and no audio is seen. ``image_schedule`` lowers
-the image batch once the image loss has flattened (``[[0, 64], [300, 16]]``: 64 images a step,
-then 16 from step 300), leaving more of each step to the videos.
+No video is ever trained with per-frame prompts, and no audio is seen. Two schedules
+(``[[from_step, value], ...]``, the last started entry applies) shape the recipe over time:
+``image_schedule`` sets the images per step (fewer once the image loss has flattened, leaving more
+of each step to the videos), ``high_noise_schedule`` the share of clips and images whose timesteps
+come from ``high_noise_range`` of the schedule instead of all of it. The noisier steps are where a
+sample's layout is decided, so where the video prior learns that the flash and the jump happen on
+the same frame.
 
 Clips come from :func:`av_lightning.data.toyworld.toy_batch`, drawn on the training device (an
 infinite stream, no files); noise, timesteps and targets from the backbone's objective
@@ -38,7 +42,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import pickle
 import platform
 import shlex
 import sys
@@ -50,12 +53,14 @@ import torch
 import yaml
 
 from av_lightning.data.toyworld import CLASSES, MAX_EVENTS, toy_batch
+from av_lightning.toy.train_state import EMA, load_state, recipe_json, rng_state, save_state, scheduled, set_rng_state
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "toy_backbone.yaml"
 TRAIN_DEFAULTS = dict(batch_size=128, lr=5e-4, text_lr=5e-4, weight_decay=0.01, warmup_steps=200, ema_decay=0.999,
                       uncond_prob=0.1, grad_clip=1.0, save_every=500, log_every=50, seed=0,
                       templates=["a {}", "{}", "a video of a {}"], captions="class", count_prob=0.5,
                       image_templates=["a {}", "{}", "a picture of a {}"], image_schedule=[[0, 0]],
+                      high_noise_schedule=[[0, 0.0]], high_noise_range=[0.5, 1.0],
                       event_share=0.5, image_weight=1.0)
 #: words for the number of events in ``captions: count`` mode (``"a drum jumping twice"``)
 COUNT_WORDS = ("once", "twice", "three times")
@@ -161,39 +166,18 @@ def image_batch(n: int, gen: torch.Generator, event_share: float = 0.5) -> dict:
 
 
 def image_batch_size(schedule: Sequence[Sequence[int]], step: int) -> int:
-    """The image batch at ``step`` from ``[[from_step, size], ...]`` (the last entry that has started)."""
-    size = 0
-    for start, n in sorted(schedule):
-        if step >= start:
-            size = int(n)
-    return size
+    """The image batch at ``step`` from ``image_schedule``."""
+    return int(scheduled(schedule, step))
 
 
-class EMA:
-    """Exponential moving average of a list of parameters (float32 copies)."""
-
-    def __init__(self, params: Sequence[torch.nn.Parameter], decay: float):
-        self.params = list(params)
-        self.shadow = [p.detach().float().clone() for p in self.params]
-        self.decay = decay
-
-    @torch.no_grad()
-    def update(self, step: int) -> None:
-        # Short warm-up of the decay so that early weights do not dominate a short run.
-        d = min(self.decay, (1 + step) / (10 + step))
-        torch._foreach_lerp_(self.shadow, [p.detach().float() for p in self.params], 1.0 - d)
-
-    def state_dict(self) -> list[torch.Tensor]:
-        return self.shadow
-
-    def load_state_dict(self, shadow: Sequence[torch.Tensor]) -> None:
-        for s, v in zip(self.shadow, shadow):
-            s.copy_(v)
-
-    @torch.no_grad()
-    def copy_to(self, params: Sequence[torch.nn.Parameter]) -> None:
-        for p, s in zip(params, self.shadow):
-            p.copy_(s.to(p.dtype))
+def noisier(objective, n: int, gen: torch.Generator, share: float, high_range: Sequence[float]) -> Optional[torch.Tensor]:
+    """Timesteps ``(n,)`` with ``share`` of them from ``high_range`` of the schedule, or None for
+    share 0 (the objective then draws them itself, so the random stream is the one without it)."""
+    if share <= 0:
+        return None
+    t = objective.sample_timesteps(n, gen, gen.device)
+    high = objective.sample_timesteps(n, gen, gen.device, timestep_range=tuple(high_range))
+    return torch.where(torch.rand(n, generator=gen, device=gen.device) < share, high, t)
 
 
 def load_initial_weights(path, unet, text_encoder) -> None:
@@ -230,45 +214,6 @@ def export_backbone(cfg: dict, unet, text_encoder, ema: Optional[EMA], out) -> P
     return out
 
 
-def _rng_state(gen: torch.Generator) -> dict:
-    state = {"torch": torch.get_rng_state(), "data": gen.get_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(gen: torch.Generator, state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    gen.set_state(state["data"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _recipe_json(cfg: dict) -> str:
-    return json.dumps(cfg, sort_keys=True)
-
-
-def save_state(path: Path, **state) -> None:
-    """Write the train state atomically (a run killed while saving keeps the previous state)."""
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def load_state(path: Path, cfg: dict) -> dict:
-    """Read ``train_state.pt`` with ``weights_only=True``; refuse another recipe or an unsafe file."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise ValueError(f"{path} cannot be loaded safely (it holds objects other than tensors, dicts and lists: "
-                         f"not a train state this trainer wrote); delete it or train into a new --out") from err
-    if not isinstance(state, dict) or "config" not in state:
-        raise ValueError(f"{path} is not a train state of this trainer; delete it or train into a new --out")
-    if state["config"] != _recipe_json(cfg):
-        raise ValueError(f"{path} was written with another recipe; use a new --out or the same --config")
-    return state
-
-
 def train_backbone(cfg: dict, out, steps: int, device: str = "cpu", resume: bool = False,
                    time_budget: Optional[float] = None, bf16: bool = False, log=print,
                    init: Optional[str] = None) -> dict:
@@ -300,7 +245,7 @@ def train_backbone(cfg: dict, out, steps: int, device: str = "cpu", resume: bool
     text_encoder.to(dev).train()
     state_path = out / STATE_FILE
     resuming = resume and state_path.is_file()
-    state = load_state(state_path, cfg) if resuming else None  # before any other work: refuse early
+    state = load_state(state_path, cfg, TRAIN_DEFAULTS) if resuming else None  # before any other work: refuse early
     if init is not None and not resuming:
         load_initial_weights(init, unet, text_encoder)
         log(f"initial weights from {init}")
@@ -322,7 +267,7 @@ def train_backbone(cfg: dict, out, steps: int, device: str = "cpu", resume: bool
         text_encoder.load_state_dict(state["text_encoder"])
         opt.load_state_dict(state["optimizer"])
         ema.load_state_dict(state["ema"])
-        _set_rng_state(gen, state["rng"])
+        set_rng_state(gen, state["rng"])
         step, losses, image_losses = state["step"], state["losses"], state["image_losses"]
         init = state["init"] or None
         log(f"resumed from {state_path} at step {step}")
@@ -334,8 +279,8 @@ def train_backbone(cfg: dict, out, steps: int, device: str = "cpu", resume: bool
 
     def save() -> None:
         save_state(state_path, unet=unet.state_dict(), text_encoder=text_encoder.state_dict(),
-                   optimizer=opt.state_dict(), ema=ema.state_dict(), rng=_rng_state(gen), step=step,
-                   losses=losses, image_losses=image_losses, config=_recipe_json(cfg), init=str(init or ""))
+                   optimizer=opt.state_dict(), ema=ema.state_dict(), rng=rng_state(gen), step=step,
+                   losses=losses, image_losses=image_losses, config=recipe_json(cfg), init=str(init or ""))
         export_backbone(cfg, unet, text_encoder, ema, out)  # the EMA weights so far, readable while training runs
 
     def drop(rows: torch.Tensor) -> torch.Tensor:
@@ -357,7 +302,8 @@ def train_backbone(cfg: dict, out, steps: int, device: str = "cpu", resume: bool
         batch = toy_batch(B, gen)
         x0 = batch["frames"].permute(0, 2, 1, 3, 4).float() / 127.5 - 1.0  # (B, 3, F, H, W)
         rows = drop(caption_rows(batch["label"], batch["events"], T, tc["captions"], tc["count_prob"], gen))
-        ex = objective.example(x0, gen)
+        share = float(scheduled(tc["high_noise_schedule"], step))
+        ex = objective.example(x0, gen, timesteps=noisier(objective, B, gen, share, tc["high_noise_range"]))
         n_img = image_batch_size(tc["image_schedule"], step)
         with autocast:
             # every caption once (~50 rows), then gathered: no host sync, cheap
@@ -370,7 +316,7 @@ def train_backbone(cfg: dict, out, steps: int, device: str = "cpu", resume: bool
                 xi = img["frames"].permute(0, 2, 1, 3, 4).float() / 127.5 - 1.0  # (n, 3, 1, H, W)
                 k = torch.randint(Ti, (n_img,), generator=gen, device=dev)
                 img_rows = drop(first_image_row + (img["state"] * len(CLASSES) + img["label"]) * Ti + k)
-                exi = objective.example(xi, gen)
+                exi = objective.example(xi, gen, timesteps=noisier(objective, n_img, gen, share, tc["high_noise_range"]))
                 pred_i = unet(exi.noisy, exi.timesteps, encoder_hidden_states=states[img_rows]).sample
                 loss_image = torch.nn.functional.mse_loss(pred_i.float(), exi.target)
         loss = loss_video + tc["image_weight"] * loss_image

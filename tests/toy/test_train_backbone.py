@@ -162,3 +162,29 @@ def test_image_schedule_takes_the_last_started_entry():
     schedule = [[0, 64], [300, 16]]
     assert [tb.image_batch_size(schedule, s) for s in (0, 299, 300, 5000)] == [64, 64, 16, 16]
     assert tb.image_batch_size([[10, 8]], 0) == 0
+
+
+def test_a_resume_may_add_schedule_entries_that_have_not_started(tmp_path):
+    out = tmp_path / "bb"
+    tb.train_backbone(TINY, out, steps=2, device="cpu", log=lambda *a: None)
+    later = {**TINY, "train": {**TINY["train"], "high_noise_schedule": [[0, 0.0], [2, 1.0]],
+                               "image_schedule": [[0, 3], [2, 1], [3, 2]]}}
+    s = tb.train_backbone(later, out, steps=4, device="cpu", resume=True, log=lambda *a: None)
+    assert s["steps"] == 4
+    # an entry that already acted (step 0) cannot change
+    changed = {**TINY, "train": {**TINY["train"], "image_schedule": [[0, 2], [2, 1]]}}
+    with pytest.raises(ValueError, match="another recipe"):
+        tb.train_backbone(changed, out, steps=5, device="cpu", resume=True, log=lambda *a: None)
+
+
+def test_noisier_timesteps_come_from_the_high_range():
+    from av_lightning.backbones.objective import DDPMObjective
+    from av_lightning.toy.train_backbone import noisier
+
+    obj = DDPMObjective(TINY["scheduler"])
+    g = torch.Generator().manual_seed(0)
+    assert noisier(obj, 8, g, 0.0, (0.5, 1.0)) is None
+    t = noisier(obj, 4000, g, 1.0, (0.5, 1.0))
+    assert t.min() >= 500 and t.max() < 1000
+    half = noisier(obj, 4000, g, 0.5, (0.5, 1.0))
+    assert 0.7 < (half >= 500).float().mean() < 0.8  # half from the top half, half uniform: 0.75
