@@ -28,61 +28,18 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from av_lightning.data.toyworld import CLASSES, FPS, NUM_FRAMES, SAMPLE_RATE, SIZE, clip_seed, toy_batch, toy_clip
+from av_lightning.data.toyworld import CLASSES, NUM_FRAMES, toy_batch
 from av_lightning.data.toyworld import prompt as class_prompt
+from av_lightning.toy.timing import (
+    TIMING_BARS,
+    held_out_clips,
+    sample_videos,
+    timing_passed,
+    timing_scores,
+    timing_table,
+)
 
-BARS = {"coherent": 0.9, "images": 0.9, "event_exact": 0.8, "chance": 0.35, "av_align": 0.7}
-
-
-def held_out_clips(n: int, world_seed: int = 0) -> dict:
-    """The first ``n`` test clips of the toy world of ``world_seed`` (the demo's clips), drawn in memory.
-
-    Returns:
-        dict of ``frames`` uint8 ``(n, F, 3, H, W)``, ``audio`` ``(n, S)``, ``label`` (n names),
-        ``events`` (n lists of event frames).
-    """
-    clips = [toy_clip(clip_seed(world_seed, "test", i), CLASSES[i % len(CLASSES)]) for i in range(n)]
-    return {"frames": torch.stack([c["frames"] for c in clips]), "audio": torch.stack([c["audio"] for c in clips]),
-            "label": [c["label"] for c in clips], "events": [c["events"] for c in clips]}
-
-
-@torch.no_grad()
-def sample_videos(backbone, cond: torch.Tensor, num_frames: int = NUM_FRAMES, steps: int = 8,
-                  guidance_scale: float = 5.0, seed: int = 0, batch_size: int = 64) -> torch.Tensor:
-    """DDIM samples for conditioning ``(B, N, d)`` or per-frame ``(B, F, N, d)``: uint8 ``(B, F, 3, H, W)``."""
-    from av_lightning.pipeline import sample
-
-    uncond = backbone.encode_text([""])
-    g = torch.Generator().manual_seed(seed)
-    out = []
-    for chunk in cond.split(batch_size):
-        shape = (chunk.shape[0], backbone.latent_channels, num_frames, SIZE, SIZE)
-        latents = sample(backbone.denoise, backbone.make_scheduler("ddim"), chunk, shape, uncond=uncond, steps=steps,
-                         guidance_scale=guidance_scale, generator=g, progress=False)
-        out.append(backbone.decode_latents(latents).cpu())
-    return torch.cat(out)
-
-
-def timing_scores(videos: torch.Tensor, clips: dict) -> dict:
-    """Probe figures against each clip's own events and against another clip's (chance), and AV-Align.
-
-    Returns :func:`~av_lightning.toy.probe.probe_summary` keys, the same keys prefixed ``chance_``
-    (events of the next clip in the batch, cyclically), and ``av_align`` (paper mode, mean over
-    clips with peaks) with ``av_align_empty`` (clips with no peak on either side).
-    """
-    from av_lightning.metrics.alignment import align_clips
-    from av_lightning.toy.probe import probe_summary
-
-    events = clips["events"]
-    own = probe_summary(videos, clips["label"], events)
-    other = probe_summary(videos, clips["label"], events[1:] + events[:1])
-    out = dict(own)
-    out.update({f"chance_{k}": v for k, v in other.items() if "recall" in k or "precision" in k})
-    aligned = align_clips(videos, clips["audio"], fps=FPS, sample_rate=SAMPLE_RATE, mode="paper")
-    scores = [c.score for c in aligned if not c.empty]
-    out["av_align"] = float(np.mean(scores)) if scores else float("nan")
-    out["av_align_empty"] = sum(c.empty for c in aligned)
-    return out
+BARS = {"coherent": 0.9, "images": 0.9, **TIMING_BARS}
 
 
 def training_rates(n: int = 512, seed: int = 1) -> dict:
@@ -137,13 +94,6 @@ def frame_prompts(labels: Sequence[str], events: Sequence[Sequence[int]], num_fr
     return [[f"a struck {y}" if f in ev else f"a {y}" for f in range(num_frames)] for y, ev in zip(labels, events)]
 
 
-def timing_passed(r: dict) -> bool:
-    """The oracle's bars (module docstring, gate (c))."""
-    return (min(r["flash_exact_recall"], r["jump_exact_recall"], r["event_exact_recall"]) >= BARS["event_exact"]
-            and max(r["chance_flash_exact_recall"], r["chance_jump_exact_recall"]) <= BARS["chance"]
-            and r["av_align"] >= BARS["av_align"])
-
-
 def gate_frame_text(backbone, clips: dict, steps: int = 8, guidance_scale: float = 5.0, seed: int = 0) -> dict:
     """Gate (c) with text: per-frame prompts from the clips' events, scored by :func:`timing_scores`."""
     prompts = frame_prompts(clips["label"], clips["events"])
@@ -153,26 +103,6 @@ def gate_frame_text(backbone, clips: dict, steps: int = 8, guidance_scale: float
     out = timing_scores(videos, clips)
     out.update(n=B, passed=timing_passed(out))
     return out
-
-
-def _timing_rows(r: dict) -> list[str]:
-    return [
-        f"| flash on the exact event frame (recall) | {r['flash_exact_recall']:.3f} | {r['chance_flash_exact_recall']:.3f} |",
-        f"| jump on the exact event frame (recall) | {r['jump_exact_recall']:.3f} | {r['chance_jump_exact_recall']:.3f} |",
-        f"| flash and jump on the exact event frame | {r['event_exact_recall']:.3f} | {r['chance_event_exact_recall']:.3f} |",
-        f"| flashes on an event frame (exact precision) | {r['flash_exact_precision']:.3f} | {r['chance_flash_exact_precision']:.3f} |",
-        f"| jumps on an event frame (exact precision) | {r['jump_exact_precision']:.3f} | {r['chance_jump_exact_precision']:.3f} |",
-        f"| jump recall / precision (±1 frame) | {r['event_recall']:.3f} / {r['event_precision']:.3f} | "
-        f"{r['chance_event_recall']:.3f} / {r['chance_event_precision']:.3f} |",
-        f"| AV-Align (paper) with the clip's audio | {r['av_align']:.3f} | |",
-        f"| flashes / jumps per clip | {r['flashes_per_clip']:.2f} / {r['jumps_per_clip']:.2f} | |",
-        f"| class accuracy | {r['class_accuracy']:.3f} | |",
-    ]
-
-
-def timing_table(r: dict) -> list[str]:
-    """Markdown rows of :func:`timing_scores` output: own events against another clip's (chance)."""
-    return ["| | own events | another clip's events (chance) |", "|---|---|---|", *_timing_rows(r)]
 
 
 def _mark(ok: bool) -> str:

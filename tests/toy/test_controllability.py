@@ -53,7 +53,7 @@ def test_short_fit_on_the_shipped_backbone():
     assert not torch.allclose(start.state, oracle.state)
     assert all(torch.equal(v, backbone.unet.state_dict()[k]) for k, v in frozen.items())
 
-    from av_lightning.toy.backbone_gate import held_out_clips
+    from av_lightning.toy.timing import held_out_clips
 
     clips = held_out_clips(4)
     res = ctl.evaluate_oracle(backbone, oracle, clips, steps=2)
