@@ -56,6 +56,10 @@ class DiffusionObjective:
                          timestep_range: Optional[tuple[float, float]] = None) -> torch.Tensor:
         raise NotImplementedError
 
+    def predict_x0(self, noisy: torch.Tensor, output: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """The clean sample that a model ``output`` (in this objective's target space) implies for ``noisy``."""
+        raise NotImplementedError
+
     def example(self, x0: torch.Tensor, generator: Optional[torch.Generator] = None,
                 timestep_range: Optional[tuple[float, float]] = None,
                 noise: Optional[torch.Tensor] = None, timesteps: Optional[torch.Tensor] = None) -> TrainingExample:
@@ -113,6 +117,12 @@ class DDPMObjective(DiffusionObjective):
         a = self._alpha(timesteps, x0)
         return a.sqrt() * noise - (1 - a).sqrt() * x0
 
+    def predict_x0(self, noisy, output, timesteps):
+        a = self._alpha(timesteps, noisy)
+        if self.prediction_type == "epsilon":
+            return (noisy - (1 - a).sqrt() * output) / a.sqrt()
+        return a.sqrt() * noisy - (1 - a).sqrt() * output
+
     def sample_timesteps(self, batch_size, generator=None, device=None, timestep_range=None):
         T = self.num_train_timesteps
         lo, hi = _check_range(timestep_range)
@@ -146,6 +156,9 @@ class FlowMatchingObjective(DiffusionObjective):
 
     def target(self, x0, noise, timesteps):
         return noise - x0
+
+    def predict_x0(self, noisy, output, timesteps):
+        return noisy - self.sigmas(timesteps, noisy) * output
 
     def sample_timesteps(self, batch_size, generator=None, device=None, timestep_range=None):
         lo, hi = _check_range(timestep_range)

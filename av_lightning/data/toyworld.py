@@ -192,21 +192,27 @@ def shape_masks(label: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torc
     return masks.gather(0, idx).squeeze(0)
 
 
-def render(params: dict) -> torch.Tensor:
-    """Frames ``(B, F, 3, H, W)`` uint8 from :func:`sample_params` output (on its device)."""
+def render(params: dict, jump: bool = True, flash: bool = True) -> torch.Tensor:
+    """Frames ``(B, F, 3, H, W)`` uint8 from :func:`sample_params` output (on its device).
+
+    ``jump=False`` or ``flash=False`` leaves that half of the event out (the object stays at rest,
+    or keeps its colour): clips that no world clip is, for probing what a model ties to what
+    (:mod:`av_lightning.toy.coupling`).
+    """
     label, events = params["label"], params["events"]
     device = label.device
     B = label.shape[0]
     rows = torch.arange(SIZE, device=device).view(1, 1, SIZE, 1)
     cols = torch.arange(SIZE, device=device).view(1, 1, 1, SIZE)
-    cy = params["cy"].view(B, 1, 1, 1) - jump_offsets(events).view(B, NUM_FRAMES, 1, 1)
+    lift = jump_offsets(events) if jump else torch.zeros(events.shape, dtype=torch.long, device=device)
+    cy = params["cy"].view(B, 1, 1, 1) - lift.view(B, NUM_FRAMES, 1, 1)
     cx = params["cx"].view(B, 1, 1, 1)
     inside = shape_masks(label.view(B, 1, 1, 1), rows - cy, cols - cx)  # (B, F, H, W)
     bg = (params["level"].view(B, 1, 1) + params["noise"]).clamp(0, 255)  # (B, H, W)
     bg = bg.view(B, 1, 1, SIZE, SIZE).expand(B, NUM_FRAMES, 3, SIZE, SIZE)
     colour = torch.tensor([COLOURS[c] for c in CLASSES], device=device, dtype=torch.float32)[label].view(B, 1, 3, 1, 1)
-    flash = flash_levels(events).view(B, NUM_FRAMES, 1, 1, 1)
-    colour = (colour + flash * (255.0 - colour)).round().long()  # (B, F, 3, 1, 1)
+    mix = (flash_levels(events) * float(flash)).view(B, NUM_FRAMES, 1, 1, 1)
+    colour = (colour + mix * (255.0 - colour)).round().long()  # (B, F, 3, 1, 1)
     frames = torch.where(inside.unsqueeze(2), colour, bg)
     return frames.to(torch.uint8)
 

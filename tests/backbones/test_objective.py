@@ -45,3 +45,22 @@ def test_flow_matching_closed_form():
 def test_bad_range():
     with pytest.raises(ValueError, match="timestep_range"):
         DDPMObjective(TINY_SCHEDULER).sample_timesteps(2, timestep_range=(0.9, 0.1))
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])
+def test_ddpm_predict_x0_is_diffusers_pred_original_sample(prediction):
+    cfg = dict(TINY_SCHEDULER, prediction_type=prediction, clip_sample=False)
+    obj, ref = DDPMObjective(cfg), DDPMScheduler.from_config(cfg)
+    g = torch.Generator().manual_seed(2)
+    noisy, output = torch.randn(2, 3, 4, 5, 5, generator=g), torch.randn(2, 3, 4, 5, 5, generator=g)
+    for t in (0, 400, 999):
+        want = ref.step(output, t, noisy).pred_original_sample
+        torch.testing.assert_close(obj.predict_x0(noisy, output, torch.full((2,), t)), want)
+
+
+@pytest.mark.parametrize("make", [lambda: DDPMObjective(TINY_SCHEDULER), lambda: FlowMatchingObjective(shift=3.0)])
+def test_predict_x0_inverts_the_target(make):
+    obj = make()
+    x0 = torch.randn(5, 3, 4, 5, 5, generator=torch.Generator().manual_seed(3))
+    ex = obj.example(x0, torch.Generator().manual_seed(4))
+    torch.testing.assert_close(obj.predict_x0(ex.noisy, ex.target, ex.timesteps), x0, atol=2e-4, rtol=1e-4)
