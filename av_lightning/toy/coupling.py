@@ -59,6 +59,20 @@ def exact_rates(videos: torch.Tensor, events: Sequence[set]) -> dict:
             "flash": sum(len(set(p.flashes) & e) for p, e in zip(probes, events)) / total}
 
 
+def event_energy(n: int = 256, seed: int = 5) -> dict:
+    """Per class, the squared pixel change (frames scaled to [-1, 1]) that each half of an event makes,
+    per event: ``{class: {"look": e, "motion": e}}``. At a given noise level the half with more
+    energy is visible first, so a denoiser decides it first and infers the other from it."""
+    clips = variant_clips(n, seed)
+    x = {k: v.float() / 127.5 - 1.0 for k, v in clips["frames"].items()}
+    look = ((x["whole"] - x["jump only"]) ** 2).flatten(1).sum(1)
+    motion = ((x["whole"] - x["flash only"]) ** 2).flatten(1).sum(1)
+    count = torch.tensor([len(e) for e in clips["events"]], dtype=torch.float32)
+    labels = torch.tensor(clips["labels"])
+    return {c: {"look": float((look / count)[labels == i].mean()), "motion": float((motion / count)[labels == i].mean())}
+            for i, c in enumerate(tw.CLASSES)}
+
+
 @torch.no_grad()
 def coupling(backbone, n: int = 64, timesteps: Sequence[int] = TIMESTEPS, seed: int = 5) -> dict:
     """Per timestep and variant, the exact-frame jump and flash rates of the one-step estimates.
@@ -109,14 +123,17 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         torch.set_num_threads(args.threads)
     backbone = DiffusersT2V(pretrained=args.backbone or backbone_path())
     result = coupling(backbone, args.n, seed=args.seed)
-    lines = table(result)
+    energy = event_energy()
+    lines = table(result) + ["", "Energy of each half of an event (sum of squared pixel changes, frames in [-1, 1], per event):",
+                             "", "| class | look (flash) | motion (jump) |", "|---|---|---|"]
+    lines += [f"| {c} | {e['look']:.1f} | {e['motion']:.1f} |" for c, e in energy.items()]
     print("\n".join(lines))
     if args.report:
         head = [f"Backbone `{args.backbone or 'av_lightning/assets/toy_backbone'}`, {args.n} clips, "
                 f"`python -m av_lightning.toy.coupling {' '.join(sys.argv[1:] if argv is None else argv)}`".rstrip(), ""]
         Path(args.report).parent.mkdir(parents=True, exist_ok=True)
         Path(args.report).write_text("\n".join(head + lines) + "\n")
-    return result
+    return {"coupling": result, "energy": energy}
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 import torch
 
-from av_lightning.toy.coupling import TIMESTEPS, coupling, exact_rates, table, variant_clips
+from av_lightning.toy.coupling import TIMESTEPS, coupling, event_energy, exact_rates, table, variant_clips
 
 
 def test_variants_leave_out_exactly_one_half_of_each_event():
@@ -35,3 +35,14 @@ def test_coupling_runs_on_the_shipped_backbone():
     assert result[300]["whole"]["jump"] == result[300]["jump only"]["jump"] == 1.0
     assert len(table(result)) == 2 + 2
     assert list(TIMESTEPS) == sorted(TIMESTEPS, reverse=True)
+
+
+def test_event_energy_of_the_drum_flash_is_the_closed_form():
+    from av_lightning.data.toyworld import COLOURS, FLASH
+
+    # a 5x5 square, each channel moved round(FLASH * (255 - c)) levels, frames scaled by 1 / 127.5
+    per_pixel = sum((round(c + FLASH * (255 - c)) - c) ** 2 for c in COLOURS["drum"]) / 127.5**2
+    energy = event_energy(64)
+    assert abs(energy["drum"]["look"] - 25 * per_pixel) < 1e-3
+    # the jump moves more pixels than the flash recolours, for every class
+    assert all(e["motion"] > e["look"] > 0 for e in energy.values())
