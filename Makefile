@@ -56,7 +56,7 @@ toy-backbone: $(STAMP) ## fine-tune the toy backbone on videos + images into run
 	mkdir -p runs/toy_backbone_init
 	test -d runs/toy_backbone_init/av_lightning || git archive $(TOY_INIT_REV) av_lightning/assets/toy_backbone | tar -x -C runs/toy_backbone_init
 	nice -n 10 $(PY) -m av_lightning.toy.train_backbone --config configs/toy_backbone.yaml --out runs/toy_backbone --resume \
-	    --init runs/toy_backbone_init/av_lightning/assets/toy_backbone --steps 1500
+	    --init runs/toy_backbone_init/av_lightning/assets/toy_backbone --steps 3000
 	$(PY) -m av_lightning.toy.backbone_gate --backbone runs/toy_backbone --oracle-steps 300 --report runs/toy_backbone/gate.md
 	@echo "backbone: runs/toy_backbone (copy it over av_lightning/assets/toy_backbone, without train_state.pt, to ship it)"
 
