@@ -7,8 +7,7 @@ start fast.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from av_lightning._lazy import lazy_exports
 
 _EXPORTS = {
     "ClipBatch": "batch",
@@ -45,11 +44,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -12,8 +12,7 @@ at the scale of a test set (the engine of ``av-lightning av-align``).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from av_lightning._lazy import lazy_exports
 
 _EXPORTS = {
     "AVAlign": "av_align",
@@ -52,11 +51,4 @@ __all__ = [  # noqa: RUF022 - same order as _EXPORTS
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
