@@ -83,12 +83,12 @@ def coupling(backbone, n: int = 64, timesteps: Sequence[int] = TIMESTEPS, seed: 
     clips = variant_clips(n, seed)
     cond = backbone.encode_text([tw.prompt(tw.CLASSES[c]) for c in clips["labels"]])
     objective = backbone.objective
+    clean = {name: backbone.encode_frames(frames.to(cond.device)) for name, frames in clips["frames"].items()}
     out = {}
     for t in timesteps:
         ts = torch.full((n,), int(t), device=cond.device)
         row = {}
-        for name, frames in clips["frames"].items():
-            x0 = backbone.encode_frames(frames.to(cond.device))
+        for name, x0 in clean.items():
             noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(int(t))).to(x0)
             noisy = objective.add_noise(x0, noise, ts)
             estimate = objective.predict_x0(noisy, backbone.denoise(noisy, ts, cond).float(), ts)
