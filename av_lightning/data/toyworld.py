@@ -22,14 +22,22 @@ least ``MIN_GAP = 3`` frames apart (the number of events is uniform, then the se
 the valid sets of that size). At event frame ``e`` the sound starts at ``e / FPS`` seconds and the
 object jumps up ``JUMP = (3, 1)`` pixels: 3 px at frame ``e``, 1 px at ``e + 1``, back at
 ``e + 2``; the motion per frame step is 3, 2, 1 px, so the optical-flow peak is at ``e``, on the
-onset. The event is also seen in the frame itself: at ``e`` the object's colour is mixed ``FLASH =
-0.6`` of the way towards white (a flash), so a single frame tells whether it is an event frame (what
-image captions such as ``"a struck drum"`` describe). The flash lasts that one frame: a fading
-flash at ``e + 1`` (0.3) moved the optical-flow peak of the thin bass bar to ``e + 1`` in one clip
-of eight (ground-truth AV-Align 0.87 for bass against 0.995 for the others). Frame 1 and frame F-1 are excluded because AV-Align's trajectory repeats its first entry
+onset. The event is also seen in the object itself (its *look*): at ``e`` its colour is mixed
+``FLASH = 0.85`` of the way towards white (a flash), and at ``e`` and ``e + 1`` it is grown by
+:data:`GROW` pixels on each side (its mask dilated: one pixel all round for the drum, bell and clap,
+two pixels lengthwise for the bass bar, a string that blurs as it rings). A single frame tells
+whether it is an event frame (what image captions such as ``"a struck drum"`` describe), and the
+look changes more pixels than the jump does, so a video model sees it first as noise is removed.
+The flash lasts that one frame: a fading flash at ``e + 1`` (0.3) moved the optical-flow peak of
+the thin bass bar to ``e + 1`` in one clip of eight (ground-truth AV-Align 0.87 for bass against
+0.995 for the others). The growth lasts two frames for the same reason: shrinking back at ``e + 1``
+together with the fall made that step's flow the larger one for the bass bar (the bar grown all
+round for one frame: the flow peak on ``e`` in 0.58 of bass clips; lengthwise for two frames: 1.0).
+Frame 1 and frame F-1 are excluded because AV-Align's trajectory repeats its first entry
 (``[flow(0,1), flow(0,1), ...]``) and a peak needs a neighbour on each side.
 
-Object positions are uniform over the centres that keep the object and its jump inside the frame.
+Object positions are uniform over the centres that keep the object, its jump and its growth inside
+the frame.
 
 Everything is deterministic from a seed. Two generators share one renderer:
 
@@ -78,9 +86,11 @@ NUM_SAMPLES = round(NUM_FRAMES / FPS * SAMPLE_RATE)
 #: Upward displacement (pixels) at the event frame and the frame after it.
 JUMP = (3, 1)
 #: Fraction of the way from the class colour to white at the event frame.
-FLASH = 0.6
+FLASH = 0.85
+#: Pixels (rows, columns) the object grows by on each side at the event frame and the one after it.
+GROW: dict[str, tuple[int, int]] = {"drum": (1, 1), "bell": (1, 1), "clap": (1, 1), "bass": (0, 2)}
 #: Bumped whenever a change of this module changes the clips a seed gives (world.json).
-WORLD_VERSION = 2
+WORLD_VERSION = 3
 WORLD_FILE = "world.json"
 MIN_GAP = 3
 MAX_EVENTS = 3
@@ -161,8 +171,9 @@ def sample_params(batch_size: int, generator: torch.Generator, labels: Optional[
     row = offsets[n] + (u * counts[n]).long().clamp(max=counts[n] - 1)
     events = table[row]
     half = torch.tensor([HALF_EXTENT[c] for c in CLASSES], device=device)[labels]  # (B, 2)
+    half = half + torch.tensor([GROW[c] for c in CLASSES], device=device)[labels]
     ry, rx = half[:, 0], half[:, 1]
-    # rest centre: row in [ry + jump, SIZE-1-ry], column in [rx, SIZE-1-rx]
+    # rest centre (half extents grown): row in [ry + jump, SIZE-1-ry], column in [rx, SIZE-1-rx]
     lo_y, hi_y = ry + JUMP[0], SIZE - 1 - ry
     lo_x, hi_x = rx, SIZE - 1 - rx
     uy, ux = torch.rand(2, B, generator=generator, device=device)
@@ -192,12 +203,31 @@ def shape_masks(label: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torc
     return masks.gather(0, idx).squeeze(0)
 
 
+def look_frames(events: torch.Tensor) -> torch.Tensor:
+    """``(B, F)`` bool: the frames where the object is grown (each event frame and the frame after)."""
+    out = events.clone()
+    out[:, 1:] |= events[:, :-1]
+    return out
+
+
+def grow_masks(label: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
+    """The object masks ``(B, F, H, W)`` bool dilated by each clip's :data:`GROW` (``label`` (B,))."""
+    out = inside.clone()
+    x = inside.float()
+    for k, name in enumerate(CLASSES):
+        gy, gx = GROW[name]
+        rows = label == k
+        if rows.any():
+            out[rows] = torch.nn.functional.max_pool2d(x[rows], (2 * gy + 1, 2 * gx + 1), 1, (gy, gx)) > 0
+    return out
+
+
 def render(params: dict, jump: bool = True, flash: bool = True) -> torch.Tensor:
     """Frames ``(B, F, 3, H, W)`` uint8 from :func:`sample_params` output (on its device).
 
     ``jump=False`` or ``flash=False`` leaves that half of the event out (the object stays at rest,
-    or keeps its colour): clips that no world clip is, for probing what a model ties to what
-    (:mod:`av_lightning.toy.coupling`).
+    or keeps its colour and size): clips that no world clip is, for probing what a model ties to
+    what (:mod:`av_lightning.toy.coupling`).
     """
     label, events = params["label"], params["events"]
     device = label.device
@@ -208,6 +238,8 @@ def render(params: dict, jump: bool = True, flash: bool = True) -> torch.Tensor:
     cy = params["cy"].view(B, 1, 1, 1) - lift.view(B, NUM_FRAMES, 1, 1)
     cx = params["cx"].view(B, 1, 1, 1)
     inside = shape_masks(label.view(B, 1, 1, 1), rows - cy, cols - cx)  # (B, F, H, W)
+    if flash:
+        inside = torch.where(look_frames(events).view(B, NUM_FRAMES, 1, 1), grow_masks(label, inside), inside)
     bg = (params["level"].view(B, 1, 1) + params["noise"]).clamp(0, 255)  # (B, H, W)
     bg = bg.view(B, 1, 1, SIZE, SIZE).expand(B, NUM_FRAMES, 3, SIZE, SIZE)
     colour = torch.tensor([COLOURS[c] for c in CLASSES], device=device, dtype=torch.float32)[label].view(B, 1, 3, 1, 1)

@@ -9,7 +9,7 @@ RGB distance, uint8 levels) from the background. Their mean colour ``x`` is matc
 class's *flash segment*, the colours ``c + a (255 - c)`` for ``a`` in [0, 1] (the class colour ``c``
 mixed towards white, as :data:`~av_lightning.data.toyworld.FLASH` does at events): the class is the
 segment nearest to ``x``, and ``flash`` is its ``a`` (least squares, clipped to [0, 1]). A frame
-*shows the event look* when ``flash >= FLASH_THRESHOLD`` (0.3, half the event level 0.6). The frame is *coherent* when its object pixels form exactly one 8-connected blob
+*shows the event look* when ``flash >= FLASH_THRESHOLD`` (half the event level ``FLASH``). The frame is *coherent* when its object pixels form exactly one 8-connected blob
 whose size is plausible (``min_pixels`` to ``max_pixels``) — one object, not a smear, not
 fragments.
 
@@ -33,15 +33,15 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from av_lightning.data.toyworld import CLASSES, COLOURS
+from av_lightning.data.toyworld import CLASSES, COLOURS, FLASH
 
 #: Euclidean RGB distance (uint8 levels) from the background above which a pixel is the object.
 THRESHOLD = 80.0
 MIN_PIXELS = 12
-MAX_PIXELS = 60
+MAX_PIXELS = 90
 JUMP_THRESHOLD = 2.0
 #: Flash fraction from which a frame shows the event look (module docstring).
-FLASH_THRESHOLD = 0.3
+FLASH_THRESHOLD = FLASH / 2
 _PALETTE = np.array([COLOURS[c] for c in CLASSES], dtype=np.float64)  # (4, 3)
 _TO_WHITE = 255.0 - _PALETTE  # (4, 3) direction of each class's flash segment
 _EIGHT = np.ones((3, 3), dtype=bool)
