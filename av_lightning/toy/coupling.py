@@ -1,10 +1,11 @@
 """Which half of an event does the toy backbone's video prior read first, the look or the motion?
 
-A world event is a flash and a jump on the same frame. Per-frame prompts can put the *flash* on a
-chosen frame (image captions teach that); the jump then lands there only if the video prior has
-learnt "a flashed frame is a jump frame". This check asks the prior directly, without sampling:
-held-out clips are rendered three ways — whole, **flash only** (the object stays at rest) and
-**jump only** (the object keeps its colour) — noised to one timestep, and the backbone's one-step
+A world event is a look (a flash, the object grown) and a jump on the same frame. Per-frame prompts
+can put the *look* on a chosen frame (image captions teach that); the jump then lands there only if
+the video prior has learnt "a flashed frame is a jump frame". This check asks the prior directly,
+without sampling: held-out clips are rendered three ways — whole, **flash only** (the look without
+the jump: the object stays at rest) and **jump only** (the object keeps its colour and size) —
+noised to one timestep, and the backbone's one-step
 estimate of the clean clip (from its prediction, with the class caption) is read by the probe:
 
 - on flash-only clips, does the estimate *add the jump* on the flashed frames (look → motion)?
@@ -36,14 +37,16 @@ VARIANTS = {"whole": dict(jump=True, flash=True), "flash only": dict(jump=False,
             "jump only": dict(jump=True, flash=False)}
 
 
-def variant_clips(n: int, seed: int = 5) -> dict:
-    """``n`` clips (classes in turn) rendered whole, without the jump and without the flash.
+def variant_clips(n: int, seed: int = 5, params: Optional[dict] = None) -> dict:
+    """``n`` clips (classes in turn) rendered whole, without the jump and without the look
+    (``params``: :func:`~av_lightning.data.toyworld.sample_params` output to render instead).
 
     Returns:
         dict of ``frames`` (variant name -> uint8 ``(n, F, 3, H, W)``), ``labels`` (n class
         indices) and ``events`` (n sets of event frames).
     """
-    params = tw.sample_params(n, torch.Generator().manual_seed(seed), torch.arange(n) % len(tw.CLASSES))
+    if params is None:
+        params = tw.sample_params(n, torch.Generator().manual_seed(seed), torch.arange(n) % len(tw.CLASSES))
     frames = {name: tw.render(params, **kw) for name, kw in VARIANTS.items()}
     events = [set(np.nonzero(e.numpy())[0].tolist()) for e in params["events"]]
     return {"frames": frames, "labels": params["label"].tolist(), "events": events}
@@ -59,18 +62,18 @@ def exact_rates(videos: torch.Tensor, events: Sequence[set]) -> dict:
             "flash": sum(len(set(p.flashes) & e) for p, e in zip(probes, events)) / total}
 
 
-def event_energy(n: int = 256, seed: int = 5) -> dict:
+def event_energy(n: int = 256, seed: int = 5, params: Optional[dict] = None) -> dict:
     """Per class, the squared pixel change (frames scaled to [-1, 1]) that each half of an event makes,
     per event: ``{class: {"look": e, "motion": e}}``. At a given noise level the half with more
     energy is visible first, so a denoiser decides it first and infers the other from it."""
-    clips = variant_clips(n, seed)
+    clips = variant_clips(n, seed, params)
     x = {k: v.float() / 127.5 - 1.0 for k, v in clips["frames"].items()}
     look = ((x["whole"] - x["jump only"]) ** 2).flatten(1).sum(1)
     motion = ((x["whole"] - x["flash only"]) ** 2).flatten(1).sum(1)
     count = torch.tensor([len(e) for e in clips["events"]], dtype=torch.float32)
     labels = torch.tensor(clips["labels"])
     return {c: {"look": float((look / count)[labels == i].mean()), "motion": float((motion / count)[labels == i].mean())}
-            for i, c in enumerate(tw.CLASSES)}
+            for i, c in enumerate(tw.CLASSES) if (labels == i).any()}
 
 
 @torch.no_grad()

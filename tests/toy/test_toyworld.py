@@ -77,6 +77,22 @@ def test_object_flashes_on_event_frames_only():
             assert not (np.abs(pixels - (colour if f in clip["events"] else flashed)).sum(axis=1) == 0).any()
 
 
+def test_object_grows_on_event_frames_and_the_frame_after():
+    # object pixels per frame on a flat background: the shape, or its mask dilated by GROW
+    for name, plain, grown in (("drum", 25, 49), ("bass", 27, 39)):
+        cls = tw.CLASSES.index(name)
+        events = torch.zeros(1, tw.NUM_FRAMES, dtype=torch.bool)
+        events[0, [3, 8]] = True
+        gy, gx = tw.GROW[name]
+        assert grown == (2 * tw.HALF_EXTENT[name][0] + 1 + 2 * gy) * (2 * tw.HALF_EXTENT[name][1] + 1 + 2 * gx)
+        params = {"label": torch.tensor([cls]), "events": events, "cy": torch.tensor([10]), "cx": torch.tensor([8]),
+                  "level": torch.tensor([20]), "noise": torch.zeros(1, tw.SIZE, tw.SIZE, dtype=torch.long)}
+        pixels = (tw.render(params)[0] != 20).any(1).flatten(1).sum(1).tolist()
+        assert pixels == [grown if f in (3, 4, 8, 9) else plain for f in range(tw.NUM_FRAMES)], name
+        # without the look the object keeps its size
+        assert set((tw.render(params, flash=False)[0] != 20).any(1).flatten(1).sum(1).tolist()) == {plain}
+
+
 def test_a_world_of_another_version_is_refused(tmp_path):
     tw.write_toy_world(tmp_path, num_train=1, num_test=1, progress=False)
     assert tw.check_version(tmp_path)["version"] == tw.WORLD_VERSION
