@@ -219,6 +219,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(tab)
     print(verdict(results))
     if args.report:
+        from av_lightning.data.toyworld import FLASH
+        from av_lightning.toy.probe import FLASH_THRESHOLD
+
         hp = model.hparams
         Path(args.report).write_text(f"""# Toy world: TempoTokens adapter vs baselines
 
@@ -237,7 +240,7 @@ with DDIM {args.sample_steps} steps, guidance {args.guidance} (none for the unco
   uncond {results['none']['av_align_empty']}, audio {results['audio']['av_align_empty']}, text+audio
   {results['text+audio']['av_align_empty']}.
 - class accuracy: fraction of frames whose object colour is the clip's class (`av_lightning/toy/probe.py`);
-  flash: the object's colour at least 0.3 of the way to white (events flash 0.6); jump: the centroid
+  flash: the object's colour at least {FLASH_THRESHOLD:.3g} of the way to white (events flash {FLASH:g}); jump: the centroid
   moves >= 2 px, a local maximum. "Exact frame" counts only the event frame itself (chance about 0.27
   on these clips), ±1 frame about 0.6.
 
