@@ -51,14 +51,17 @@ toy-world: $(STAMP) ## write the toy world (512 train + 64 test clips) to data/t
 	$(PY) -m av_lightning.data.toyworld --root data/toy --train 512 --test 64
 	$(PY) -m av_lightning.toy.check_world --root data/toy --split test --mode paper
 
-TOY_INIT_REV ?= f14b923
-toy-backbone: $(STAMP) ## fine-tune the toy backbone on videos + images into runs/toy_backbone (resumable across sittings; CPU hours), then its gates
-	mkdir -p runs/toy_backbone_init
-	test -d runs/toy_backbone_init/av_lightning || git archive $(TOY_INIT_REV) av_lightning/assets/toy_backbone | tar -x -C runs/toy_backbone_init
-	nice -n 10 $(PY) -m av_lightning.toy.train_backbone --config configs/toy_backbone.yaml --out runs/toy_backbone --resume \
-	    --init runs/toy_backbone_init/av_lightning/assets/toy_backbone --steps 3000
-	$(PY) -m av_lightning.toy.backbone_gate --backbone runs/toy_backbone --oracle-steps 300 --report runs/toy_backbone/gate.md
-	@echo "backbone: runs/toy_backbone (copy it over av_lightning/assets/toy_backbone, without train_state.pt, to ship it)"
+# the world-v2 joint backbone, the starting point of the shipped world-v3 fine-tune (docs/results/toy_history.md)
+TOY_INIT_REV ?= 41c9192
+TOY_INIT := runs/toy_backbone_init_$(TOY_INIT_REV)
+TOY_STEPS ?= 908
+toy-backbone: $(STAMP) ## fine-tune the toy backbone on videos + images into runs/toy_backbone_v3 (resumable across sittings; CPU hours), then its gates
+	mkdir -p $(TOY_INIT)
+	test -d $(TOY_INIT)/av_lightning || git archive $(TOY_INIT_REV) av_lightning/assets/toy_backbone | tar -x -C $(TOY_INIT)
+	nice -n 10 $(PY) -m av_lightning.toy.train_backbone --config configs/toy_backbone.yaml --out runs/toy_backbone_v3 --resume \
+	    --init $(TOY_INIT)/av_lightning/assets/toy_backbone --steps $(TOY_STEPS)
+	$(PY) -m av_lightning.toy.backbone_gate --backbone runs/toy_backbone_v3 --oracle-steps 150 --report runs/toy_backbone_v3/gate.md
+	@echo "backbone: runs/toy_backbone_v3 (copy it over av_lightning/assets/toy_backbone, without train_state.pt, to ship it)"
 
 clean: ## remove runs and caches (keeps .venv)
 	rm -rf runs .pytest_cache

@@ -112,6 +112,8 @@ def _mark(ok: bool) -> str:
 def write_report(path, backbone_path: str, a: dict, b: dict, c: dict, oracle: Optional[dict], settings: dict,
                  recipe: Optional[dict] = None) -> None:
     """The gates' markdown page (``docs/results/toy_backbone.md``)."""
+    from av_lightning.toy.probe import FLASH_THRESHOLD
+
     tr = a["train"]
     lines = [
         "# Toy backbone: the gates", "",
@@ -132,7 +134,7 @@ def write_report(path, backbone_path: str, a: dict, b: dict, c: dict, oracle: Op
           for k, v in a["per_class"].items()], "",
         f"## (b) Image captions control single frames: {_mark(b['passed'])}", "",
         f"{b['n']} single frames (F = 1) per caption, classes in turn. Controlled: one object of the right class, "
-        f"flashed (flash fraction >= 0.3) exactly when the caption says struck (gate >= {BARS['images']} for each).", "",
+        f"flashed (flash fraction >= {FLASH_THRESHOLD:.3g}) exactly when the caption says struck (gate >= {BARS['images']} for each).", "",
         "| caption | controlled | right class, one object | flashed | mean flash fraction |", "|---|---|---|---|---|",
         *[f"| `a {w}{{class}}` | {b[k]['controlled']:.3f} | {b[k]['right_class']:.3f} | {b[k]['flashed']:.3f} | "
           f"{b[k]['mean_flash']:.2f} |" for k, w in (("struck", "struck "), ("plain", ""))], "",
