@@ -27,7 +27,8 @@ onset. The event is also seen in the object itself (its *look*): at ``e`` its co
 :data:`GROW` pixels on each side (its mask dilated: one pixel all round for the drum, bell and clap,
 two pixels lengthwise for the bass bar, a string that blurs as it rings). A single frame tells
 whether it is an event frame (what image captions such as ``"a struck drum"`` describe), and the
-look changes more pixels than the jump does, so a video model sees it first as noise is removed.
+look changes about as much as the jump does (squared pixel change per event; the bass bar's look
+a third of its jump), so a video model sees the look as early as the motion as noise is removed.
 The flash lasts that one frame: a fading flash at ``e + 1`` (0.3) moved the optical-flow peak of
 the thin bass bar to ``e + 1`` in one clip of eight (ground-truth AV-Align 0.87 for bass against
 0.995 for the others). The growth lasts two frames for the same reason: shrinking back at ``e + 1``
