@@ -204,13 +204,6 @@ def shape_masks(label: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torc
     return masks.gather(0, idx).squeeze(0)
 
 
-def look_frames(events: torch.Tensor) -> torch.Tensor:
-    """``(B, F)`` bool: the frames where the object is grown (each event frame and the frame after)."""
-    out = events.clone()
-    out[:, 1:] |= events[:, :-1]
-    return out
-
-
 def grow_masks(label: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
     """The object masks ``(B, F, H, W)`` bool dilated by each clip's :data:`GROW` (``label`` (B,))."""
     out = inside.clone()
@@ -240,7 +233,8 @@ def render(params: dict, jump: bool = True, flash: bool = True) -> torch.Tensor:
     cx = params["cx"].view(B, 1, 1, 1)
     inside = shape_masks(label.view(B, 1, 1, 1), rows - cy, cols - cx)  # (B, F, H, W)
     if flash:
-        inside = torch.where(look_frames(events).view(B, NUM_FRAMES, 1, 1), grow_masks(label, inside), inside)
+        grown = frame_states(events) > 0  # the event frame and the frame after it
+        inside = torch.where(grown.view(B, NUM_FRAMES, 1, 1), grow_masks(label, inside), inside)
     bg = (params["level"].view(B, 1, 1) + params["noise"]).clamp(0, 255)  # (B, H, W)
     bg = bg.view(B, 1, 1, SIZE, SIZE).expand(B, NUM_FRAMES, 3, SIZE, SIZE)
     colour = torch.tensor([COLOURS[c] for c in CLASSES], device=device, dtype=torch.float32)[label].view(B, 1, 3, 1, 1)
