@@ -13,7 +13,7 @@ from typing import Literal, Optional, Sequence
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torch.nn import functional as F
@@ -64,6 +64,8 @@ class AudioToVideo(pl.LightningModule):
         metrics: metrics updated in ``test_step`` (each has ``update_from_clips``).
         save_test_videos: directory to write generated test clips (mp4 with audio), or None.
         optimizer: builds the optimizer from the trainable parameters (LightningCLI injects it).
+        lr_scheduler: optional schedule built on that optimizer and stepped after every optimizer
+            step (None: the optimizer's constant learning rate).
         compat: ``"official"`` feeds the mapper the encoder's raw patch tokens of all layers
             (``encoder.patch_tokens``, BEATs: ``(B, 48, 9216)`` per second) instead of the
             time-averaged hidden states, as the released official adapters expect (DESIGN §5,
@@ -93,6 +95,7 @@ class AudioToVideo(pl.LightningModule):
         metrics: Optional[Sequence[nn.Module]] = None,
         save_test_videos: Optional[str] = None,
         optimizer: OptimizerCallable = default_optimizer,
+        lr_scheduler: Optional[LRSchedulerCallable] = None,
         compat: Optional[Literal["official"]] = None,
     ):
         super().__init__()
@@ -106,13 +109,15 @@ class AudioToVideo(pl.LightningModule):
         # saved, so `load_from_checkpoint` and `generate` can rebuild the model; built in Python they
         # are module objects, kept out of the hyper-parameters.
         cli_config = _given_hyperparameters.get() if _given_hyperparameters is not None else None
-        ignore = ["metrics"] if cli_config is not None else ["backbone", "encoder", "mapper", "tokens", "metrics", "optimizer"]
+        ignore = (["metrics"] if cli_config is not None
+                  else ["backbone", "encoder", "mapper", "tokens", "metrics", "optimizer", "lr_scheduler"])
         self.save_hyperparameters(ignore=ignore)
         self.backbone = backbone
         self.encoder = encoder
         self.mapper = mapper
         self.tokens = tokens
         self.optimizer_factory = optimizer
+        self.scheduler_factory = lr_scheduler
         self.metrics = nn.ModuleList(metrics or [])
         self._check_widths()
         self.backbone.add_placeholder(placeholder, tokens.num_tokens)
@@ -288,7 +293,12 @@ class AudioToVideo(pl.LightningModule):
 
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]
-        return self.optimizer_factory(params)
+        optimizer = self.optimizer_factory(params)
+        if self.scheduler_factory is None:
+            return optimizer
+        # stepped every optimizer step (a schedule over trainer.max_steps, e.g. OneCycleLR's total_steps)
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "interval": "step"}}
 
     # -- sampling -------------------------------------------------------------------------------
     def frame_size(self, batch: ClipBatch) -> tuple[int, int]:

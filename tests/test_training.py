@@ -69,9 +69,15 @@ def test_two_process_ddp_ends_with_identical_weights(tmp_path):
     assert any(not torch.equal(init[k], w0[k]) for k in w0 if k in init and init[k].shape == w0[k].shape)
 
 
-def _fit(tmp_path, max_steps, ckpt_path=None, save_every=None):
+def _cosine(optimizer):
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=4)
+
+
+def _fit(tmp_path, max_steps, ckpt_path=None, save_every=None, lr_scheduler=None, module_out=None):
     pl.seed_everything(0)
-    module = tiny_module(num_frames=4, fps=4.0)
+    module = tiny_module(num_frames=4, fps=4.0, lr_scheduler=lr_scheduler)
+    if module_out is not None:
+        module_out.append(module)
     data = SyntheticDataModule(num_train=4, num_val=2, num_test=2, num_frames=4, fps=4.0, size=8, batch_size=2)
     callbacks = []
     if save_every:
@@ -84,15 +90,28 @@ def _fit(tmp_path, max_steps, ckpt_path=None, save_every=None):
     return module.trainable_state_dict()
 
 
-def test_resume_from_mid_run_checkpoint_matches_uninterrupted_run(tmp_path):
-    # 2 steps per epoch; the checkpoint after epoch 1 (step 2) is resumed to step 4.
-    full = _fit(tmp_path / "a", max_steps=4)
-    _fit(tmp_path / "b", max_steps=2, save_every=True)
+@pytest.mark.parametrize("lr_scheduler", [None, _cosine], ids=["constant", "cosine"])
+def test_resume_from_mid_run_checkpoint_matches_uninterrupted_run(tmp_path, lr_scheduler):
+    # 2 steps per epoch; the checkpoint after epoch 1 (step 2) is resumed to step 4 (the schedule's
+    # state travels in the checkpoint).
+    full = _fit(tmp_path / "a", max_steps=4, lr_scheduler=lr_scheduler)
+    _fit(tmp_path / "b", max_steps=2, save_every=True, lr_scheduler=lr_scheduler)
     mid = sorted((tmp_path / "b/ckpt").glob("*step=2*.ckpt"))
     assert mid, list((tmp_path / "b/ckpt").glob("*"))
-    resumed = _fit(tmp_path / "c", max_steps=4, ckpt_path=str(mid[0]))
+    resumed = _fit(tmp_path / "c", max_steps=4, ckpt_path=str(mid[0]), lr_scheduler=lr_scheduler)
     for k in full:
         torch.testing.assert_close(resumed[k], full[k], rtol=0, atol=0)
+
+
+def test_lr_scheduler_steps_every_optimizer_step(tmp_path):
+    """A cosine schedule over 4 steps, 3 steps trained (two epochs of 2 batches): the learning rate is
+    the closed form lr0 (1 + cos(pi t / T)) / 2 at t = 3, not the epoch count's value."""
+    import math
+
+    modules = []
+    _fit(tmp_path, max_steps=3, lr_scheduler=_cosine, module_out=modules)
+    lr = modules[0].trainer.optimizers[0].param_groups[0]["lr"]
+    assert lr == pytest.approx(1e-3 * (1 + math.cos(math.pi * 3 / 4)) / 2, rel=1e-9)
 
 
 def _overlay(tmp_path, name, interrupt_at=None):
