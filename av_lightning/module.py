@@ -296,9 +296,25 @@ class AudioToVideo(pl.LightningModule):
         optimizer = self.optimizer_factory(params)
         if self.scheduler_factory is None:
             return optimizer
-        # stepped every optimizer step (a schedule over trainer.max_steps, e.g. OneCycleLR's total_steps)
-        return {"optimizer": optimizer,
-                "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "interval": "step"}}
+        scheduler = self.scheduler_factory(optimizer)
+        self._check_schedule_length(scheduler)
+        # stepped after every optimizer step, so a schedule's length is counted in steps
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _check_schedule_length(self, scheduler) -> None:
+        """A schedule of a fixed length (OneCycleLR's ``total_steps``) must cover ``trainer.max_steps``:
+        one step past its end raises inside the training loop, after the run's time is spent."""
+        total = getattr(scheduler, "total_steps", None)
+        max_steps = self.trainer.max_steps if self._trainer is not None else -1
+        if not isinstance(total, int) or max_steps is None or max_steps < 0:
+            return
+        if max_steps > total:
+            raise ValueError(
+                f"the learning-rate schedule {type(scheduler).__name__} lasts total_steps={total} optimizer steps but "
+                f"trainer.max_steps={max_steps}; set --model.init_args.lr_scheduler.init_args.total_steps={max_steps} "
+                "(the demo and the ablation scripts do so when they change the number of steps)")
+        if max_steps < total:
+            rank_zero_info(f"{type(scheduler).__name__}: training stops after {max_steps} of the schedule's {total} steps")
 
     # -- sampling -------------------------------------------------------------------------------
     def frame_size(self, batch: ClipBatch) -> tuple[int, int]:

@@ -114,6 +114,14 @@ def test_lr_scheduler_steps_every_optimizer_step(tmp_path):
     assert lr == pytest.approx(1e-3 * (1 + math.cos(math.pi * 3 / 4)) / 2, rel=1e-9)
 
 
+def test_a_schedule_shorter_than_max_steps_is_refused_before_training(tmp_path):
+    def one_cycle(optimizer):
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=1e-3, total_steps=2)
+
+    with pytest.raises(ValueError, match=r"total_steps=2 .*max_steps=3.*init_args.total_steps=3"):
+        _fit(tmp_path, max_steps=3, lr_scheduler=one_cycle)
+
+
 def _overlay(tmp_path, name, interrupt_at=None):
     import yaml
 

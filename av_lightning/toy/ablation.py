@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import yaml
 
-from av_lightning.toy.demo import REPO, align, backbone_path, load_average, test_clips
+from av_lightning.toy.demo import REPO, align, backbone_path, load_average, step_overrides, test_clips
 
 # (overlay, table, row label) in the order of the paper's tables
 OVERLAYS = [
@@ -74,14 +74,15 @@ def run_one(base: str, overlay: Path, name: str, seed: int, args, log_root: str)
 
     text = Path(base).read_text()
     is_toy = TOY_BACKBONE in text
-    over = [f"--trainer.max_steps={args.max_steps}", f"--seed_everything={seed}", f"--model.init_args.seed={seed}"]
+    configs = ["--config", base, "--config", str(overlay)]
+    over = [*step_overrides([base, str(overlay)], args.max_steps), f"--seed_everything={seed}",
+            f"--model.init_args.seed={seed}"]
     if args.device:
         over.append(f"--trainer.accelerator={args.device}")
     if "TensorBoardLogger" in text:  # one log folder per overlay and seed
         over += [f"--trainer.logger.init_args.save_dir={log_root}", f"--trainer.logger.init_args.name={name}_s{seed}"]
     if is_toy:
         over.append(f"--model.init_args.backbone.init_args.pretrained={backbone_path()}")
-    configs = ["--config", base, "--config", str(overlay)]
     t0 = time.time()
     cli = cli_main([*configs, *over], run=False)
     model, data, trainer = cli.model, cli.datamodule, cli.trainer
@@ -91,12 +92,13 @@ def run_one(base: str, overlay: Path, name: str, seed: int, args, log_root: str)
     t_fit = time.time() - t0
     clips = test_clips(data, args.num_test)
     H, W = clips["frames"].shape[-2:]
+    guidance = float(model.hparams.guidance_scale) if args.guidance is None else args.guidance
     t1 = time.time()
     model.eval()
     videos = model.sample({"audio": clips["audio"], "label": list(clips["label"])}, mode, height=H, width=W,
-                          steps=args.sample_steps, guidance_scale=args.guidance, seed=seed)
+                          steps=args.sample_steps, guidance_scale=guidance, seed=seed)
     fps, sr = model.hparams.fps, model.hparams.sample_rate
-    row = {"overlay": name, "seed": seed, "mode": mode, "steps": trainer.global_step, "train_s": round(t_fit),
+    row = {"overlay": name, "seed": seed, "mode": mode, "steps": trainer.global_step, "guidance": guidance, "train_s": round(t_fit),
            "sample_s": round(time.time() - t1), **align(videos.cpu(), clips["audio"], fps, sr)}
     if is_toy:
         from av_lightning.toy.probe import probe_summary
@@ -159,6 +161,11 @@ def _pm(r: dict, key: str) -> str:
     return f"{r[key]:.3f} ± {r[f'{key}_std']:.3f}" if key in r else "–"
 
 
+def _guidance(runs: list[dict]) -> str:
+    values = sorted({r["guidance"] for r in runs if "guidance" in r})
+    return " / ".join(f"{g:g}" for g in values) or "the config's"
+
+
 def write_report(runs: list[dict], args, base: str, started: str, load0: str, report: Path, pending: list[str]) -> None:
     labels = {o: (t, lab) for o, t, lab in OVERLAYS}
     order = {o: i for i, (o, _, _) in enumerate(OVERLAYS)}
@@ -184,7 +191,7 @@ Written by `make ablation` (`python -m av_lightning.toy.ablation {argv}`), base 
 one overlay of `configs/ablation/` at a time, seeds {', '.join(map(str, args.seeds))}. Each run:
 {args.max_steps} training steps (text-only conditioning trains nothing), then the first
 {args.num_test} test clips sampled with the run's seed, DDIM {args.sample_steps} steps, guidance
-{args.guidance}. AV-Align is paper mode (SuperFlux + Horn–Schunck), mean over clips with peaks;
+{_guidance(runs)}. AV-Align is paper mode (SuperFlux + Horn–Schunck), mean over clips with peaks;
 class accuracy and event timing (flash and jump on the exact event frame; jumps within ±1 frame)
 come from the toy world's analytic probe. Each cell: mean ± standard deviation over the seeds.
 An overlay marked (= `x`) sets only values the base already has: its runs are `x`'s. Status: {status}.
@@ -210,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--max-steps", type=int, default=150, help="training steps per run")
     p.add_argument("--num-test", type=int, default=32, help="test clips per run")
     p.add_argument("--sample-steps", type=int, default=8, help="DDIM steps")
-    p.add_argument("--guidance", type=float, default=5.0, help="CFG scale")
+    p.add_argument("--guidance", type=float, default=None, help="CFG scale (default: the base config's guidance_scale)")
     p.add_argument("--device", default=None, help="trainer accelerator (default: the config's; e.g. cuda)")
     p.add_argument("--report", default=str(REPO / "docs/results/ablation.md"), help="markdown report")
     p.add_argument("--log-root", default="runs/ablation", help="TensorBoard logs")

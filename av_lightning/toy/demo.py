@@ -13,7 +13,7 @@ Steps (all on the CPU; a fixed number of training steps, so every machine trains
    the exact event frame, and jumps within ±1 frame) against the ground-truth events;
 5. write ``docs/results/toy.md``, a contact sheet PNG and a few mp4 files with their audio.
 
-    python -m av_lightning.toy.demo [--max-steps 300] [--sample-steps 8]
+    python -m av_lightning.toy.demo [--max-steps 300] [--sample-steps 8] [--guidance 3]
 """
 
 from __future__ import annotations
@@ -54,6 +54,18 @@ def fit(configs: Sequence[str], overrides: Sequence[str] = ()):
     args = ["fit"] + [x for c in configs for x in ("--config", str(c))]
     args += [f"--model.init_args.backbone.init_args.pretrained={backbone_path()}", *overrides]
     return cli_main(args, run=True)
+
+
+def step_overrides(configs: Sequence[str], max_steps: int, overrides: Sequence[str] = ()) -> list[str]:
+    """``--trainer.max_steps`` and, when the configs' learning-rate schedule has a fixed length
+    (OneCycleLR's ``total_steps``), the same length for the schedule, so it spans the run."""
+    from av_lightning.cli import parse_configs
+
+    out = [f"--trainer.max_steps={max_steps}"]
+    schedule = parse_configs(configs, overrides).model.init_args.get("lr_scheduler")
+    if schedule is not None and "total_steps" in (schedule.get("init_args") or {}):
+        out.append(f"--model.init_args.lr_scheduler.init_args.total_steps={max_steps}")
+    return out
 
 
 def test_clips(datamodule, num: int) -> dict:
@@ -175,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="optional training wall-clock limit in minutes (off: a fixed number of steps)")
     p.add_argument("--num-test", type=int, default=64, help="held-out clips to sample")
     p.add_argument("--sample-steps", type=int, default=8, help="DDIM steps")
-    p.add_argument("--guidance", type=float, default=5.0, help="CFG scale")
+    p.add_argument("--guidance", type=float, default=None, help="CFG scale (default: the config's guidance_scale)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument("--report", default=str(REPO / "docs/results/toy.md"), help="markdown report ('' for none)")
     p.add_argument("--samples", default="runs/toy/samples", help="mp4 output folder")
@@ -185,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     load0 = load_average()
     train_over = list(overrides)
     if args.max_steps is not None:
-        train_over.append(f"--trainer.max_steps={args.max_steps}")
+        train_over += step_overrides(configs, args.max_steps, overrides)
     if args.max_time is not None:
         minutes = int(args.max_time)
         seconds = round((args.max_time - minutes) * 60)
@@ -203,6 +215,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     fps, sr = model.hparams.fps, model.hparams.sample_rate
     gt = score(clips["frames"], clips, fps, sr)
     print(f"  ground truth: AV-Align {gt['av_align']:.3f}", flush=True)
+    if args.guidance is None:
+        args.guidance = float(model.hparams.guidance_scale)
     results = evaluate(model, clips, [m for m, _ in CONDITIONS], args.sample_steps, args.guidance, args.seed)
     t_total = time.time() - t0
     load1 = load_average()

@@ -36,3 +36,16 @@ def test_plot_writes_a_png(tmp_path):
             {"label": "win. 1-res."}]
     path = ablation.plot(rows, tmp_path / "a.png")
     assert Image.open(path).size[1] > 50
+
+
+def test_step_overrides_keep_a_fixed_length_schedule_equal_to_max_steps():
+    from av_lightning.cli import parse_configs
+    from av_lightning.toy.demo import step_overrides
+
+    toy = [str(REPO / "configs/toy.yaml")]
+    over = step_overrides(toy, 37)
+    assert over == ["--trainer.max_steps=37", "--model.init_args.lr_scheduler.init_args.total_steps=37"]
+    cfg = parse_configs(toy, over)
+    assert cfg.trainer.max_steps == 37 and cfg.model.init_args.lr_scheduler.init_args.total_steps == 37
+    # a config without a schedule gets only the step count
+    assert step_overrides([str(REPO / "configs/tiny.yaml")], 5) == ["--trainer.max_steps=5"]
