@@ -14,6 +14,7 @@ Steps (all on the CPU; a fixed number of training steps, so every machine trains
 5. write ``docs/results/toy.md``, a contact sheet PNG and a few mp4 files with their audio.
 
     python -m av_lightning.toy.demo [--max-steps 300] [--sample-steps 8] [--guidance 3]
+    python -m av_lightning.toy.demo --adapter runs/toy/demo/version_0/adapter.safetensors   # score, no training
 """
 
 from __future__ import annotations
@@ -47,13 +48,28 @@ def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def fit(configs: Sequence[str], overrides: Sequence[str] = ()):
-    """``fit`` through the project's LightningCLI; returns the CLI (model, datamodule, trainer)."""
+def fit(configs: Sequence[str], overrides: Sequence[str] = (), run: bool = True):
+    """``fit`` through the project's LightningCLI; returns the CLI (model, datamodule, trainer).
+
+    ``run=False`` builds the same model, data and trainer without training."""
     from av_lightning.cli import cli_main
 
-    args = ["fit"] + [x for c in configs for x in ("--config", str(c))]
+    args = (["fit"] if run else []) + [x for c in configs for x in ("--config", str(c))]
     args += [f"--model.init_args.backbone.init_args.pretrained={backbone_path()}", *overrides]
-    return cli_main(args, run=True)
+    return cli_main(args, run=run)
+
+
+def training_text(trainer, model) -> str:
+    """The optimizer and its schedule, e.g. ``AdamW, OneCycleLR (max_lr 0.004, 200 steps)``."""
+    opt = trainer.optimizers[0]
+    text = type(opt).__name__
+    schedulers = [c.scheduler for c in trainer.lr_scheduler_configs]
+    if not schedulers:
+        return f"{text} lr {opt.param_groups[0]['lr']:g}"
+    s = schedulers[0]
+    peak = getattr(s, "max_lrs", None) or getattr(s, "base_lrs", [None])
+    total = getattr(s, "total_steps", None)
+    return f"{text}, {type(s).__name__} (peak lr {max(peak):g}" + (f", {total} steps)" if total else ")")
 
 
 def step_overrides(configs: Sequence[str], max_steps: int, overrides: Sequence[str] = ()) -> list[str]:
@@ -189,6 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--sample-steps", type=int, default=8, help="DDIM steps")
     p.add_argument("--guidance", type=float, default=None, help="CFG scale (default: the config's guidance_scale)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--adapter", default=None, help="score this saved adapter (.safetensors) instead of training one")
     p.add_argument("--report", default=str(REPO / "docs/results/toy.md"), help="markdown report ('' for none)")
     p.add_argument("--samples", default="runs/toy/samples", help="mp4 output folder")
     args, overrides = p.parse_known_args(argv)
@@ -202,14 +219,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         minutes = int(args.max_time)
         seconds = round((args.max_time - minutes) * 60)
         train_over.append(f"--trainer.max_time=00:{minutes // 60:02d}:{minutes % 60:02d}:{seconds:02d}")
-    cli = fit(configs, train_over)
-    model, data, trainer = cli.model, cli.datamodule, cli.trainer
-    t_fit = time.time() - t0
-    steps_done = trainer.global_step
-    log_dir = trainer.log_dir
-    adapter = Path(log_dir) / "adapter.safetensors"
-    model.save_adapter(adapter)
-    print(f"trained {steps_done} steps in {t_fit:.0f} s; adapter {adapter}", flush=True)
+    if args.adapter:  # score a saved adapter: the config's model, data and sampler, no training
+        adapter = Path(args.adapter)
+        if not adapter.is_file():
+            raise SystemExit(f"--adapter {adapter}: no such file (the demo writes runs/toy/demo/version_N/adapter.safetensors)")
+        cli = fit(configs, train_over, run=False)
+        model, data, trainer = cli.model, cli.datamodule, cli.trainer
+        data.prepare_data()
+        model.load_adapter(adapter)
+        t_fit, steps_done, log_dir = time.time() - t0, None, str(adapter.parent)
+        training = f"none: the saved adapter `{adapter}` was scored"
+    else:
+        cli = fit(configs, train_over)
+        model, data, trainer = cli.model, cli.datamodule, cli.trainer
+        t_fit = time.time() - t0
+        steps_done = trainer.global_step
+        log_dir = trainer.log_dir
+        adapter = Path(log_dir) / "adapter.safetensors"
+        model.save_adapter(adapter)
+        print(f"trained {steps_done} steps in {t_fit:.0f} s; adapter {adapter}", flush=True)
+        training = (f"{steps_done} steps (max_steps {trainer.max_steps}), batch {data.batch_size}, "
+                    f"{training_text(trainer, model)}, {t_fit:.0f} s including the world check and model load")
 
     clips = test_clips(data, args.num_test)
     fps, sr = model.hparams.fps, model.hparams.sample_rate
@@ -273,7 +303,7 @@ changed: [toy_history.md](toy_history.md).
 |---|---|
 | command | `make demo` = `python -m av_lightning.toy.demo {' '.join(argv or [])}`|
 | configs | {', '.join(f'`{os.path.relpath(c, REPO)}`' for c in configs)} |
-| training | {steps_done} steps (max_steps {trainer.max_steps}), batch {data.batch_size}, lr {trainer.optimizers[0].param_groups[0]['lr']:g}, {t_fit:.0f} s including the world check and model load |
+| training | {training} |
 | prompts | audio `{hp.audio_prompt}`, text `{hp.text_prompt}`, text+audio `{hp.text_audio_prompt}` |
 | sampling seconds | {', '.join(f"{m} {r['seconds']:.0f}" for m, r in results.items())} |
 | wall time | {t_total:.0f} s ({t_total / 60:.1f} min) |
