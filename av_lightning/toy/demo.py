@@ -159,7 +159,7 @@ def write_samples(clips: dict, results: dict, out: Path, fps: float, sr: int, n:
 
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for i in range(n):
+    for i in range(min(n, len(clips["id"]))):
         for name, videos in [("gt", clips["frames"])] + [(m, r["videos"]) for m, r in results.items()]:
             p = out / f"{clips['id'][i]}_{name}.mp4"
             write_video(p, upscale(videos[i], 8), fps=fps, audio=clips["audio"][i], sample_rate=sr)
@@ -254,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # the contact sheet goes beside the report (docs/results by default), else beside the mp4 files
     results_dir = Path(args.report).parent if args.report else Path(args.samples)
     results_dir.mkdir(parents=True, exist_ok=True)
-    sheet = write_sheet([c for i in range(4) for c in (clips["frames"][i], results["text"]["videos"][i],
+    sheet = write_sheet([c for i in range(min(4, len(clips["id"]))) for c in (clips["frames"][i], results["text"]["videos"][i],
                                                        results["audio"]["videos"][i])],
                         results_dir / "toy_contact_sheet.png")
     samples = write_samples(clips, results, Path(args.samples), fps, sr)
