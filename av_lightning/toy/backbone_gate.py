@@ -1,7 +1,7 @@
 """The toy backbone's gates, in the order the adapter depends on them.
 
 (a) **Video coherence** (:func:`gate_video`): text-only samples (``a {class}``, classes in turn) with
-    the demo's sampler (DDIM 8 steps, guidance 5): the fraction of frames showing one object of the
+    the demo's sampler (DDIM 8 steps, guidance 3): the fraction of frames showing one object of the
     prompted class (gate >= 0.9), with the flashes and jumps per clip beside the training data's.
 (b) **Image captions** (:func:`gate_images`): single frames (F = 1) sampled with ``a struck
     {class}`` and ``a {class}``: the fraction showing one object of the right class that flashes
@@ -31,6 +31,8 @@ import torch
 from av_lightning.data.toyworld import CLASSES, NUM_FRAMES, toy_batch
 from av_lightning.data.toyworld import prompt as class_prompt
 from av_lightning.toy.timing import (
+    DEMO_GUIDANCE,
+    DEMO_STEPS,
     TIMING_BARS,
     held_out_clips,
     sample_videos,
@@ -51,7 +53,7 @@ def training_rates(n: int = 512, seed: int = 1) -> dict:
     return {"jumps_per_clip": s["jumps_per_clip"], "flashes_per_clip": s["flashes_per_clip"]}
 
 
-def gate_video(backbone, n: int = 64, steps: int = 8, guidance_scale: float = 5.0, seed: int = 0) -> dict:
+def gate_video(backbone, n: int = 64, steps: int = DEMO_STEPS, guidance_scale: float = DEMO_GUIDANCE, seed: int = 0) -> dict:
     """Gate (a): text-only class prompts; coherence, class colour, flashes and jumps (module docstring)."""
     from av_lightning.toy.probe import probe_summary, probe_video
 
@@ -70,7 +72,7 @@ def gate_video(backbone, n: int = 64, steps: int = 8, guidance_scale: float = 5.
     return out
 
 
-def gate_images(backbone, n: int = 64, steps: int = 8, guidance_scale: float = 5.0, seed: int = 0) -> dict:
+def gate_images(backbone, n: int = 64, steps: int = DEMO_STEPS, guidance_scale: float = DEMO_GUIDANCE, seed: int = 0) -> dict:
     """Gate (b): ``n`` images per caption kind; right class, one object, flashed iff struck."""
     from av_lightning.toy.probe import FLASH_THRESHOLD, probe_frame
 
@@ -94,7 +96,7 @@ def frame_prompts(labels: Sequence[str], events: Sequence[Sequence[int]], num_fr
     return [[f"a struck {y}" if f in ev else f"a {y}" for f in range(num_frames)] for y, ev in zip(labels, events)]
 
 
-def gate_frame_text(backbone, clips: dict, steps: int = 8, guidance_scale: float = 5.0, seed: int = 0) -> dict:
+def gate_frame_text(backbone, clips: dict, steps: int = DEMO_STEPS, guidance_scale: float = DEMO_GUIDANCE, seed: int = 0) -> dict:
     """Gate (c) with text: per-frame prompts from the clips' events, scored by :func:`timing_scores`."""
     prompts = frame_prompts(clips["label"], clips["events"])
     B, F = len(prompts), len(prompts[0])
@@ -180,8 +182,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--backbone", default=None, help="diffusers folder (default: the shipped toy backbone)")
     p.add_argument("--n", type=int, default=64, help="samples per gate")
-    p.add_argument("--steps", type=int, default=8, help="DDIM steps (the demo's)")
-    p.add_argument("--guidance", type=float, default=5.0)
+    p.add_argument("--steps", type=int, default=DEMO_STEPS, help="DDIM steps (the demo's)")
+    p.add_argument("--guidance", type=float, default=DEMO_GUIDANCE, help="CFG scale (the demo's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")

@@ -38,7 +38,14 @@ from torch.nn import functional as F
 
 from av_lightning.data.toyworld import CLASSES, NUM_FRAMES, SIZE, toy_batch
 from av_lightning.data.toyworld import frame_states as event_states
-from av_lightning.toy.timing import held_out_clips, sample_videos, timing_scores, timing_table
+from av_lightning.toy.timing import (
+    DEMO_GUIDANCE,
+    DEMO_STEPS,
+    held_out_clips,
+    sample_videos,
+    timing_scores,
+    timing_table,
+)
 
 Mode = Literal["state", "class+state"]
 STATES = ("quiet", "event", "after")
@@ -120,7 +127,7 @@ def train_oracle(backbone, mode: Mode = "class+state", steps: int = 300, batch_s
 
 
 @torch.no_grad()
-def evaluate_oracle(backbone, oracle: OracleTokens, clips: dict, steps: int = 8, guidance_scale: float = 5.0,
+def evaluate_oracle(backbone, oracle: OracleTokens, clips: dict, steps: int = DEMO_STEPS, guidance_scale: float = DEMO_GUIDANCE,
                     seed: int = 0) -> dict:
     """Sample held-out ``clips`` (:func:`~av_lightning.toy.timing.held_out_clips`) with the
     oracle tokens of their own events and score them (:func:`~av_lightning.toy.timing.timing_scores`)."""
@@ -214,8 +221,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     p.add_argument("--lr", type=float, default=1e-2)
     p.add_argument("--timestep-range", type=float, nargs=2, default=(0.6, 1.0))
     p.add_argument("--n", type=int, default=64, help="held-out clips to sample (the toy world's test split)")
-    p.add_argument("--sample-steps", type=int, default=8)
-    p.add_argument("--guidance", type=float, default=5.0)
+    p.add_argument("--sample-steps", type=int, default=DEMO_STEPS)
+    p.add_argument("--guidance", type=float, default=DEMO_GUIDANCE, help="CFG scale (the demo's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--report", default=None, help="markdown report path")

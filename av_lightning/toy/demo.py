@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from av_lightning.toy.timing import DEMO_STEPS
+
 REPO = Path(__file__).resolve().parents[2]
 CONDITIONS = (("text", "text-only baseline (`a {label}`)"), ("none", "unconditional baseline (empty prompt)"),
               ("audio", "adapter, audio only (`a <audio>`)"), ("text+audio", "adapter, text+audio (`a {label} <audio>`)"))
@@ -202,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--max-time", type=float, default=None,
                    help="optional training wall-clock limit in minutes (off: a fixed number of steps)")
     p.add_argument("--num-test", type=int, default=64, help="held-out clips to sample")
-    p.add_argument("--sample-steps", type=int, default=8, help="DDIM steps")
+    p.add_argument("--sample-steps", type=int, default=DEMO_STEPS, help="DDIM steps")
     p.add_argument("--guidance", type=float, default=None, help="CFG scale (default: the config's guidance_scale)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument("--adapter", default=None, help="score this saved adapter (.safetensors) instead of training one")

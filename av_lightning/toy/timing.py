@@ -13,6 +13,11 @@ import torch
 
 from av_lightning.data.toyworld import CLASSES, FPS, NUM_FRAMES, SAMPLE_RATE, SIZE, clip_seed, toy_clip
 
+#: The demo's sampler (``make demo``: DDIM steps, and ``configs/toy.yaml``'s ``guidance_scale``), which the
+#: backbone's gates and the oracle tokens are measured with.
+DEMO_STEPS = 8
+DEMO_GUIDANCE = 3.0
+
 #: Gate (c)'s bars: each exact-frame recall, its chance level, and AV-Align.
 TIMING_BARS = {"event_exact": 0.8, "chance": 0.35, "av_align": 0.7}
 
@@ -30,8 +35,8 @@ def held_out_clips(n: int, world_seed: int = 0) -> dict:
 
 
 @torch.no_grad()
-def sample_videos(backbone, cond: torch.Tensor, num_frames: int = NUM_FRAMES, steps: int = 8,
-                  guidance_scale: float = 5.0, seed: int = 0, batch_size: int = 64) -> torch.Tensor:
+def sample_videos(backbone, cond: torch.Tensor, num_frames: int = NUM_FRAMES, steps: int = DEMO_STEPS,
+                  guidance_scale: float = DEMO_GUIDANCE, seed: int = 0, batch_size: int = 64) -> torch.Tensor:
     """DDIM samples for conditioning ``(B, N, d)`` or per-frame ``(B, F, N, d)``: uint8 ``(B, F, 3, H, W)``."""
     from av_lightning.pipeline import sample
 

@@ -63,3 +63,13 @@ def test_every_overlay_composes_with_the_base(base):
         for path, value in _leaves(plain).items():
             if path not in wanted:
                 assert _lookup(merged, path) == value, f"{base} + {overlay} changed {'.'.join(path)}"
+
+
+def test_the_gates_sample_as_the_demo_does():
+    """The backbone's gates and the oracle use the demo's sampler: configs/toy.yaml's guidance."""
+    import yaml
+
+    from av_lightning.toy.timing import DEMO_GUIDANCE
+
+    cfg = yaml.safe_load((REPO / "configs/toy.yaml").read_text())
+    assert cfg["model"]["init_args"]["guidance_scale"] == DEMO_GUIDANCE
