@@ -61,7 +61,7 @@ def fit(configs: Sequence[str], overrides: Sequence[str] = (), run: bool = True)
     return cli_main(args, run=run)
 
 
-def training_text(trainer, model) -> str:
+def training_text(trainer) -> str:
     """The optimizer and its schedule, e.g. ``AdamW, OneCycleLR (max_lr 0.004, 200 steps)``."""
     opt = trainer.optimizers[0]
     text = type(opt).__name__
@@ -69,9 +69,10 @@ def training_text(trainer, model) -> str:
     if not schedulers:
         return f"{text} lr {opt.param_groups[0]['lr']:g}"
     s = schedulers[0]
-    peak = getattr(s, "max_lrs", None) or getattr(s, "base_lrs", [None])
+    # OneCycleLR keeps its peak in each group's max_lr; other schedules start from their base_lrs
+    peak = max(g.get("max_lr", b) for g, b in zip(opt.param_groups, s.base_lrs))
     total = getattr(s, "total_steps", None)
-    return f"{text}, {type(s).__name__} (peak lr {max(peak):g}" + (f", {total} steps)" if total else ")")
+    return f"{text}, {type(s).__name__} (peak lr {peak:g}" + (f", {total} steps)" if total else ")")
 
 
 def step_overrides(configs: Sequence[str], max_steps: int, overrides: Sequence[str] = ()) -> list[str]:
@@ -241,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         model.save_adapter(adapter)
         print(f"trained {steps_done} steps in {t_fit:.0f} s; adapter {adapter}", flush=True)
         training = (f"{steps_done} steps (max_steps {trainer.max_steps}), batch {data.batch_size}, "
-                    f"{training_text(trainer, model)}, {t_fit:.0f} s including the world check and model load")
+                    f"{training_text(trainer)}, {t_fit:.0f} s including the world check and model load")
 
     clips = test_clips(data, args.num_test)
     fps, sr = model.hparams.fps, model.hparams.sample_rate

@@ -36,3 +36,17 @@ def test_adapter_that_is_missing_is_named(tmp_path):
 
     with pytest.raises(SystemExit, match="no such file"):
         demo.main(["--adapter", str(tmp_path / "nope.safetensors"), "--report", ""])
+
+
+def test_training_text_names_the_schedule_and_its_peak():
+    from types import SimpleNamespace
+
+    import torch
+
+    p = [torch.nn.Parameter(torch.zeros(1))]
+    opt = torch.optim.AdamW(p, lr=0.003)
+    plain = SimpleNamespace(optimizers=[opt], lr_scheduler_configs=[])
+    assert demo.training_text(plain) == "AdamW lr 0.003"
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.004, total_steps=200, pct_start=0.05)
+    cycled = SimpleNamespace(optimizers=[opt], lr_scheduler_configs=[SimpleNamespace(scheduler=sched)])
+    assert demo.training_text(cycled) == "AdamW, OneCycleLR (peak lr 0.004, 200 steps)"
