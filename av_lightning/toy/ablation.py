@@ -3,7 +3,7 @@
 Each ``configs/ablation/*.yaml`` holds only the keys it changes (conditioning text / audio /
 text+audio; ``vec`` or 1-5 window scales; a 2- or 4-layer mapper). For every overlay and every
 seed this trains the adapter with ``base + overlay`` through the project's LightningCLI for a fixed
-number of steps (``--max-steps``; nothing trains for text-only conditioning), samples the first
+number of steps (``--max-steps``, default the base config's; nothing trains for text-only conditioning), samples the first
 ``--num-test`` test clips in the run's conditioning mode and scores AV-Align (paper mode) and, on
 the toy world, the probe's class accuracy and event timing. An overlay whose every key already
 has that value in the base (on the toy base: ``win5``, ``mapper4`` and ``cond_audio`` are the base
@@ -75,8 +75,9 @@ def run_one(base: str, overlay: Path, name: str, seed: int, args, log_root: str)
     text = Path(base).read_text()
     is_toy = TOY_BACKBONE in text
     configs = ["--config", base, "--config", str(overlay)]
-    over = [*step_overrides([base, str(overlay)], args.max_steps), f"--seed_everything={seed}",
-            f"--model.init_args.seed={seed}"]
+    over = [f"--seed_everything={seed}", f"--model.init_args.seed={seed}"]
+    if args.max_steps is not None:
+        over += step_overrides([base, str(overlay)], args.max_steps)
     if args.device:
         over.append(f"--trainer.accelerator={args.device}")
     if "TensorBoardLogger" in text:  # one log folder per overlay and seed
@@ -161,6 +162,11 @@ def _pm(r: dict, key: str) -> str:
     return f"{r[key]:.3f} ± {r[f'{key}_std']:.3f}" if key in r else "–"
 
 
+def _steps(runs: list[dict], args) -> str:
+    values = sorted({r["steps"] for r in runs if r.get("steps")})
+    return " / ".join(map(str, values)) or (str(args.max_steps) if args.max_steps else "the config's")
+
+
 def _guidance(runs: list[dict]) -> str:
     values = sorted({r["guidance"] for r in runs if "guidance" in r})
     return " / ".join(f"{g:g}" for g in values) or "the config's"
@@ -189,7 +195,7 @@ def write_report(runs: list[dict], args, base: str, started: str, load0: str, re
 
 Written by `make ablation` (`python -m av_lightning.toy.ablation {argv}`), base config `{base}`,
 one overlay of `configs/ablation/` at a time, seeds {', '.join(map(str, args.seeds))}. Each run:
-{args.max_steps} training steps (text-only conditioning trains nothing), then the first
+{_steps(runs, args)} training steps (text-only conditioning trains nothing), then the first
 {args.num_test} test clips sampled with the run's seed, DDIM {args.sample_steps} steps, guidance
 {_guidance(runs)}. AV-Align is paper mode (SuperFlux + Horn–Schunck), mean over clips with peaks;
 class accuracy and event timing (flash and jump on the exact event frame; jumps within ±1 frame)
@@ -214,7 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--overlays", default=str(REPO / "configs/ablation"), help="folder of overlays")
     p.add_argument("--only", nargs="+", default=None, help="overlay names to run (default: all, paper order)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one run per seed and overlay")
-    p.add_argument("--max-steps", type=int, default=150, help="training steps per run")
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="training steps per run (default: the base config's trainer.max_steps, the demo's 200)")
     p.add_argument("--num-test", type=int, default=32, help="test clips per run")
     p.add_argument("--sample-steps", type=int, default=8, help="DDIM steps")
     p.add_argument("--guidance", type=float, default=None, help="CFG scale (default: the base config's guidance_scale)")

@@ -49,3 +49,17 @@ def test_step_overrides_keep_a_fixed_length_schedule_equal_to_max_steps():
     assert cfg.trainer.max_steps == 37 and cfg.model.init_args.lr_scheduler.init_args.total_steps == 37
     # a config without a schedule gets only the step count
     assert step_overrides([str(REPO / "configs/tiny.yaml")], 5) == ["--trainer.max_steps=5"]
+
+
+def test_report_states_the_runs_steps_and_guidance(tmp_path):
+    from types import SimpleNamespace
+
+    runs = [{"overlay": o, "seed": s, "steps": 200, "guidance": 3.0, "train_s": 1, "sample_s": 2, "av_align": 0.5 + s / 10,
+             "class_accuracy": 1.0} for o in ("cond_audio", "vec") for s in (0, 1)]
+    args = SimpleNamespace(seeds=[0, 1], max_steps=None, num_test=32, sample_steps=8, argv=["--only", "cond_audio", "vec"])
+    report = tmp_path / "ablation.md"
+    ablation.write_report(runs, args, "configs/toy.yaml", "2026-01-01 00:00", "0 0 0", report, [])
+    text = report.read_text()
+    words = " ".join(text.split())
+    assert "200 training steps" in words and "guidance 3. AV-Align" in words
+    assert "| Table 3: context | vec | `vec` | 0.550 ± 0.050 |" in text
