@@ -108,6 +108,33 @@ def run_one(base: str, overlay: Path, name: str, seed: int, args, log_root: str)
     return row
 
 
+def finished_runs(path: Path, args) -> dict:
+    """``--resume``: the runs of an earlier sweep's JSON, by (overlay, seed), that match this sweep's
+    settings (base config, test clips, sampler, guidance when given, and training steps)."""
+    if not path.is_file():
+        return {}
+    try:
+        old = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise SystemExit(f"--resume: {path} is not valid JSON ({err}); delete it to start the sweep afresh") from None
+    settings = old.get("settings", {})
+    want = {"config": os.path.relpath(args.config, REPO), "num_test": args.num_test, "sample_steps": args.sample_steps}
+    if any(settings.get(k) != v for k, v in want.items()):
+        print(f"--resume: {path} was written with other settings ({settings}); running every job", flush=True)
+        return {}
+    steps = args.max_steps
+    if steps is None:  # the base config's
+        steps = (yaml.safe_load(Path(args.config).read_text()) or {}).get("trainer", {}).get("max_steps")
+    keep = {}
+    for r in old.get("runs", []):
+        if r.get("shared_with") or r.get("steps") not in (0, steps):  # 0: text-only trains nothing
+            continue
+        if args.guidance is not None and r.get("guidance") != args.guidance:
+            continue
+        keep[(r["overlay"], r["seed"])] = r
+    return keep
+
+
 def aggregate(runs: list[dict]) -> list[dict]:
     """One row per overlay: mean and (population) standard deviation of :data:`FIGURES` over its seeds."""
     by: dict[str, list[dict]] = {}
@@ -211,7 +238,9 @@ cores shared with other work: the seconds columns are noisy).
 
 Raw runs (JSON): `{os.path.relpath(report.with_suffix('.json'), REPO)}`.
 """)
-    report.with_suffix(".json").write_text(json.dumps({"rows": rows, "runs": runs}, indent=1, default=str))
+    settings = {"config": base, "num_test": args.num_test, "sample_steps": args.sample_steps}
+    report.with_suffix(".json").write_text(json.dumps({"settings": settings, "rows": rows, "runs": runs}, indent=1,
+                                                      default=str))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -228,6 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--device", default=None, help="trainer accelerator (default: the config's; e.g. cuda)")
     p.add_argument("--report", default=str(REPO / "docs/results/ablation.md"), help="markdown report")
     p.add_argument("--log-root", default="runs/ablation", help="TensorBoard logs")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the runs of the report's JSON that match these settings; train only the others")
     args = p.parse_args(argv)
     args.argv = list(argv) if argv is not None else __import__("sys").argv[1:]
     names = args.only or RUN_ORDER
@@ -240,10 +271,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = Path(args.report)
     base_runs: dict[int, dict] = {}  # seed -> the run of the first no-op overlay
     jobs = [(name, seed) for name in names for seed in args.seeds]
+    done = finished_runs(report.with_suffix(".json"), args) if args.resume else {}
     for i, (name, seed) in enumerate(jobs):
         overlay = folder / f"{name}.yaml"
         noop = is_base(args.config, overlay)
-        if noop and seed in base_runs:
+        if (name, seed) in done:
+            runs.append(done[(name, seed)])
+            if noop:
+                base_runs.setdefault(seed, runs[-1])
+            print(f"[{i + 1}/{len(jobs)}] {name} seed {seed}: kept from {report.with_suffix('.json')}", flush=True)
+        elif noop and seed in base_runs:
             runs.append({**base_runs[seed], "overlay": name, "shared_with": base_runs[seed]["overlay"]})
             print(f"[{i + 1}/{len(jobs)}] {name} seed {seed}: the base config itself; shares {base_runs[seed]['overlay']}",
                   flush=True)

@@ -63,3 +63,31 @@ def test_report_states_the_runs_steps_and_guidance(tmp_path):
     words = " ".join(text.split())
     assert "200 training steps" in words and "guidance 3. AV-Align" in words
     assert "| Table 3: context | vec | `vec` | 0.550 ± 0.050 |" in text
+
+
+def test_resume_keeps_only_runs_with_the_same_settings(tmp_path):
+    import json
+    from types import SimpleNamespace
+
+    path = tmp_path / "ablation.json"
+    settings = {"config": "configs/toy.yaml", "num_test": 32, "sample_steps": 8}
+    runs = [{"overlay": "cond_audio", "seed": 0, "steps": 200, "guidance": 3.0},
+            {"overlay": "win5", "seed": 0, "steps": 200, "guidance": 3.0, "shared_with": "cond_audio"},
+            {"overlay": "vec", "seed": 0, "steps": 100, "guidance": 3.0},
+            {"overlay": "cond_text", "seed": 0, "steps": 0, "guidance": 3.0}]
+    path.write_text(json.dumps({"settings": settings, "rows": [], "runs": runs}))
+    args = SimpleNamespace(config=str(REPO / "configs/toy.yaml"), num_test=32, sample_steps=8, max_steps=200, guidance=None)
+    # shared rows are rebuilt from their base run; a run of other steps is trained again; text-only trains nothing
+    assert set(ablation.finished_runs(path, args)) == {("cond_audio", 0), ("cond_text", 0)}
+    # without --max-steps the base config's (200) is the one to match
+    assert set(ablation.finished_runs(path, SimpleNamespace(**{**vars(args), "max_steps": None}))) == {
+        ("cond_audio", 0), ("cond_text", 0)}
+    assert set(ablation.finished_runs(path, SimpleNamespace(**{**vars(args), "max_steps": 100}))) == {
+        ("vec", 0), ("cond_text", 0)}
+    assert ablation.finished_runs(path, SimpleNamespace(**{**vars(args), "num_test": 16})) == {}
+    assert ablation.finished_runs(path, SimpleNamespace(**{**vars(args), "guidance": 5.0})) == {}
+    path.write_text("{")
+    import pytest
+
+    with pytest.raises(SystemExit, match="not valid JSON"):
+        ablation.finished_runs(path, args)
