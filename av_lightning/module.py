@@ -61,6 +61,10 @@ class AudioToVideo(pl.LightningModule):
         num_frames / fps / sample_rate: the clip geometry (linked from the data by the CLI).
         steps / guidance_scale / scheduler / seed: sampling settings for previews and tests (``scheduler``:
             one of the backbone's samplers; None: its default, DDIM for UNet3D, UniPC for Wan).
+        temporal_guidance_scale: ``w_t`` of temporal guidance in the audio modes
+            (:mod:`av_lightning.pipeline`): the timing, the part of the conditioning that differs
+            between frames, is guided with ``w_t`` and the rest with ``guidance_scale``; a third
+            denoiser branch per step. None (the paper): classifier-free guidance alone.
         metrics: metrics updated in ``test_step`` (each has ``update_from_clips``).
         save_test_videos: directory to write generated test clips (mp4 with audio), or None.
         optimizer: builds the optimizer from the trainable parameters (LightningCLI injects it).
@@ -92,6 +96,7 @@ class AudioToVideo(pl.LightningModule):
         guidance_scale: float = 9.0,
         scheduler: Optional[str] = None,
         seed: int = 0,
+        temporal_guidance_scale: Optional[float] = None,
         metrics: Optional[Sequence[nn.Module]] = None,
         save_test_videos: Optional[str] = None,
         optimizer: OptimizerCallable = default_optimizer,
@@ -344,6 +349,7 @@ class AudioToVideo(pl.LightningModule):
         window: Optional[int] = None, overlap: Optional[int] = None, blend: Literal["ramp", "uniform"] = "ramp",
         window_batch: Optional[int] = None, init_frames: Optional[torch.Tensor] = None, strength: float = 1.0,
         noise: Optional[torch.Tensor] = None, progress: bool = False, return_latents: bool = False,
+        temporal_guidance_scale: Optional[float] = None,
     ) -> torch.Tensor:
         """Videos for a batch: the one sampling path (test-time metrics, previews, ``predict``, ``generate``).
 
@@ -359,6 +365,8 @@ class AudioToVideo(pl.LightningModule):
             height / width: pixels (default :meth:`frame_size`).
             fps: frame rate of the video (Hz, default the model's): N and the windows' audio follow it.
             steps / guidance_scale: sampling settings (default the model's).
+            temporal_guidance_scale: ``w_t`` of temporal guidance (default the model's); used in the
+                audio modes only, since ``text`` and ``none`` conditioning has no time axis.
             seed / seeds: the initial noise of clip i comes from ``seeds[i]`` (default :meth:`clip_seeds`).
             window / overlap / blend: frames per window (default F), frames shared by consecutive windows
                 (default F // 4) and how overlapping predictions are averaged (``ramp`` or ``uniform``).
@@ -379,14 +387,18 @@ class AudioToVideo(pl.LightningModule):
         H, W = (height or self.frame_size(batch)[0]), (width or self.frame_size(batch)[1])
         templates = self.prompt_templates(batch.get("label") or [""] * B, mode)
         guidance = hp.guidance_scale if guidance_scale is None else guidance_scale
-        branches = 2 if guidance > 1.0 else 1
-        rows = window_batch or branches * B
         audio = batch.get("audio") if mode in ("audio", "text+audio") else None
+        temporal = hp.get("temporal_guidance_scale") if temporal_guidance_scale is None else temporal_guidance_scale
+        temporal = temporal if audio is not None and temporal is not None and temporal != guidance else None
+        branches = 3 if temporal is not None else 2 if guidance > 1.0 else 1
+        rows = window_batch or branches * B
+        static = None
         if audio is not None:
             plan = plan_video(audio.shape[1], hp.sample_rate, fps or hp.fps, window or hp.num_frames, overlap,
                               bb.temporal_factor)
             num_frames = plan.num_frames
-            cond = self._window_conditioning(audio.to(self.device), templates, plan, max(1, rows // branches))
+            cond, static = self._window_conditioning(audio.to(self.device), templates, plan, max(1, rows // branches),
+                                                     static=temporal is not None)
             denoise = WindowedDenoiser(bb.denoise, plan.latent_starts, plan.latent_window,
                                        bb.latent_frames(num_frames),
                                        blend_weights(plan.latent_window, plan.latent_overlap, blend), rows)
@@ -407,21 +419,32 @@ class AudioToVideo(pl.LightningModule):
             steps=steps or hp.steps, guidance_scale=guidance,
             generator=torch.Generator().manual_seed(self.hparams.seed if seed is None else int(seed)),
             latents=noise.to(self.device), init_latents=init_latents, strength=strength, progress=progress,
+            static_cond=static, temporal_guidance_scale=temporal,
         )
         return latents if return_latents else bb.decode_latents(latents)
 
     def _window_conditioning(self, audio: torch.Tensor, templates: Sequence[str], plan: VideoPlan,
-                             chunk: int) -> torch.Tensor:
+                             chunk: int, static: bool = False) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """Each window's audio -> its own tokens and prompts: ``(B, W·F_lat, L, d)``, ``chunk`` window-rows
-        through the encoder and the text encoder at a time."""
+        through the encoder and the text encoder at a time.
+
+        With ``static``, also the timing-free conditioning of temporal guidance (same shape): every
+        frame of a window gets the mean of that window's tokens over its frames; else None."""
         B, W = audio.shape[0], plan.num_windows
         windows = plan.window_audio(audio).flatten(0, 1)  # (B·W, n), row b·W + k
         rows = [t for t in templates for _ in range(W)]
-        cond = []
+        cond, still = [], []
         for i in range(0, B * W, chunk):
             tokens = self.audio_tokens({"audio": windows[i : i + chunk]}, num_frames=plan.window)
             cond.append(self.backbone.encode_frame_prompts(rows[i : i + chunk], tokens))
-        return torch.cat(cond).unflatten(0, (B, W)).flatten(1, 2)
+            if static:
+                mean = tokens.mean(dim=1, keepdim=True).expand_as(tokens)
+                still.append(self.backbone.encode_frame_prompts(rows[i : i + chunk], mean))
+
+        def layout(parts: list[torch.Tensor]) -> torch.Tensor:
+            return torch.cat(parts).unflatten(0, (B, W)).flatten(1, 2)
+
+        return layout(cond), (layout(still) if static else None)
 
     def test_step(self, batch: ClipBatch, batch_idx: int) -> None:
         self.check_batch(batch)

@@ -8,6 +8,12 @@ latents with ``scale_noise``. The conditional branch may be per-frame ``(B, F, N
 unconditional branch is the empty prompt, the same for every frame. Both branches share one
 batched denoiser call per step.
 
+Temporal guidance (optional, per-frame conditioning only): a third branch ``m`` is conditioned on
+the same prompt with the audio tokens averaged over the clip's frames, so it knows *what* sounds
+but not *when*. The prediction ``u + w (m - u) + w_t (c - m)`` guides the class with ``w`` and the
+timing, the part of ``c`` that differs between frames, with ``w_t``. ``w_t = w`` is classifier-free
+guidance exactly (the ``m`` terms cancel), so the standard two-branch path runs then.
+
 Long audio (MultiDiffusion-style; ``docs/generation.md``): a video of N frames is one latent. It
 is covered by W windows of F frames (the model's clip length, :func:`plan_video`) that overlap by
 O frames; the last window is aligned to the end. At every step :class:`WindowedDenoiser` denoises
@@ -58,6 +64,8 @@ def sample(
     init_latents: Optional[torch.Tensor] = None,
     strength: float = 1.0,
     progress: bool = True,
+    static_cond: Optional[torch.Tensor] = None,
+    temporal_guidance_scale: Optional[float] = None,
 ) -> torch.Tensor:
     """Denoise from noise (or from noised ``init_latents``) to clean latents.
 
@@ -75,6 +83,10 @@ def sample(
             level of ``strength`` and denoised for the last ``strength · steps`` steps.
         strength: in (0, 1]; 1 ignores ``init_latents``.
         progress: show a progress bar.
+        static_cond: the timing-free conditioning ``(B, F, N, d)`` of temporal guidance (the prompt
+            with every frame's audio tokens replaced by their mean over the frames); needs ``uncond``.
+        temporal_guidance_scale: ``w_t`` in ``u + w (m - u) + w_t (c - m)``; None or equal to
+            ``guidance_scale``: classifier-free guidance alone (``static_cond`` is not used).
 
     Returns:
         ``(B, C, F, h, w)`` float latents.
@@ -100,15 +112,26 @@ def sample(
             latents = scheduler.scale_noise(init_latents.to(device), t0, latents)
     else:
         latents = latents * getattr(scheduler, "init_noise_sigma", 1.0)
-    guided = uncond is not None and guidance_scale > 1.0
+    temporal = temporal_guidance_scale is not None and temporal_guidance_scale != guidance_scale
+    if temporal:
+        if uncond is None or static_cond is None:
+            raise ValueError("temporal guidance needs the unconditional states (uncond) and the timing-free "
+                             "conditioning (static_cond); pass both or set temporal_guidance_scale=None")
+        if tuple(static_cond.shape) != tuple(cond.shape):
+            raise ValueError(f"static_cond has shape {tuple(static_cond.shape)}, expected the conditioning's "
+                             f"{tuple(cond.shape)}")
+    guided = uncond is not None and (guidance_scale > 1.0 or temporal)
     if guided:
         uncond = _expand_uncond(uncond.to(device), cond)
-        both = torch.cat([uncond, cond])
+        both = torch.cat([uncond, static_cond.to(device), cond] if temporal else [uncond, cond])
     B = latent_shape[0]
     step_kwargs = {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
     for t in tqdm(timesteps, desc="sampling", disable=not progress, leave=False):
         x = scheduler.scale_model_input(latents, t) if hasattr(scheduler, "scale_model_input") else latents
-        if guided:
+        if temporal:
+            pred_u, pred_m, pred_c = denoise(torch.cat([x, x, x]), t.expand(3 * B), both).chunk(3)
+            pred = pred_u + guidance_scale * (pred_m - pred_u) + temporal_guidance_scale * (pred_c - pred_m)
+        elif guided:
             pred_u, pred_c = denoise(torch.cat([x, x]), t.expand(2 * B), both).chunk(2)
             pred = pred_u + guidance_scale * (pred_c - pred_u)
         else:
