@@ -36,6 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt", default=None, help='text added to the audio: "A video of <audio> TEXT" (paper §6.2)')
     p.add_argument("--steps", type=int, default=None, help="sampling steps [default: the adapter's]")
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale [default: the adapter's]")
+    p.add_argument("--temporal-guidance", type=float, default=None,
+                   help="temporal guidance scale: guides the timing (what differs between frames) apart from the class, "
+                        "with a third denoiser branch; equal to --guidance: plain classifier-free guidance "
+                        "[default: the adapter's, None for the paper's configs]")
     p.add_argument("--seed", type=int, default=0, help="initial-noise seed [default: %(default)s]")
     p.add_argument("--backbone-seed", type=int, default=0,
                    help="seed of the random frozen parts of a config without pretrained weights (tiny test configs; "
@@ -153,7 +157,8 @@ def generate_file(model, src: Path, args) -> tuple:
     try:
         frames = model.sample(
             {"audio": audio[None].to(model.device), "label": [args.prompt or ""]}, mode, height=height, width=width,
-            fps=fps, steps=args.steps, guidance_scale=args.guidance, seeds=[args.seed], window=args.num_frames,
+            fps=fps, steps=args.steps, guidance_scale=args.guidance, temporal_guidance_scale=args.temporal_guidance,
+            seeds=[args.seed], window=args.num_frames,
             overlap=args.overlap, blend=args.blend, window_batch=args.window_batch, init_frames=init,
             strength=args.strength if init is not None else 1.0, progress=not args.no_progress,
         )[0]

@@ -158,3 +158,17 @@ def test_checkpoint_for_another_backbone_width(files, tmp_path, capsys):
     rc = main(["--audio", str(files / "song.wav"), "--checkpoint", str(files / "adapter.safetensors"),
                "--backbone", str(tmp_path / "narrow"), "--device", "cpu"])
     assert rc == 2 and "16 wide" in capsys.readouterr().err
+
+
+def test_temporal_guidance_flag_reaches_the_sampler(files, tmp_path):
+    from av_lightning.data.io.read import read_video_file
+
+    frames = {}
+    for name, extra in (("plain", []), ("temporal", ["--temporal-guidance", "6"])):
+        out = tmp_path / f"{name}.mp4"
+        rc = main(["--audio", str(files / "song.wav"), "--checkpoint", str(files / "adapter.safetensors"),
+                   "--backbone", str(files / "backbone"), "--out", str(out), "--steps", "2", "--guidance", "2",
+                   "--device", "cpu", "--no-progress", *extra])
+        assert rc == 0
+        frames[name] = read_video_file(out)[0].astype(int)
+    assert abs(frames["plain"] - frames["temporal"]).max() > 8
