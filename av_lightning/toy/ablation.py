@@ -24,6 +24,7 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -94,18 +95,30 @@ def run_one(base: str, overlay: Path, name: str, seed: int, args, log_root: str)
     clips = test_clips(data, args.num_test)
     H, W = clips["frames"].shape[-2:]
     guidance = float(model.hparams.guidance_scale) if args.guidance is None else args.guidance
+    temporal = model.hparams.get("temporal_guidance_scale") if args.temporal_guidance is None else args.temporal_guidance
+    temporal = effective_temporal(mode, guidance, temporal)
     t1 = time.time()
     model.eval()
     videos = model.sample({"audio": clips["audio"], "label": list(clips["label"])}, mode, height=H, width=W,
-                          steps=args.sample_steps, guidance_scale=guidance, seed=seed)
+                          steps=args.sample_steps, guidance_scale=guidance,
+                          temporal_guidance_scale=guidance if temporal is None else temporal, seed=seed)
     fps, sr = model.hparams.fps, model.hparams.sample_rate
-    row = {"overlay": name, "seed": seed, "mode": mode, "steps": trainer.global_step, "guidance": guidance, "train_s": round(t_fit),
+    row = {"overlay": name, "seed": seed, "mode": mode, "steps": trainer.global_step, "guidance": guidance,
+           "temporal_guidance": temporal, "train_s": round(t_fit),
            "sample_s": round(time.time() - t1), **align(videos.cpu(), clips["audio"], fps, sr)}
     if is_toy:
         from av_lightning.toy.probe import probe_summary
 
         row.update(probe_summary(videos.cpu(), clips["label"], clips["events"]))
     return row
+
+
+def effective_temporal(mode: str, guidance: float, temporal: Optional[float]) -> Optional[float]:
+    """The temporal guidance scale a run samples with: None in the text modes (no time axis) and when
+    it equals the guidance (plain classifier-free guidance)."""
+    if mode not in ("audio", "text+audio") or temporal is None or float(temporal) == float(guidance):
+        return None
+    return float(temporal)
 
 
 def finished_runs(path: Path, args) -> dict:
@@ -122,14 +135,20 @@ def finished_runs(path: Path, args) -> dict:
     if any(settings.get(k) != v for k, v in want.items()):
         print(f"--resume: {path} was written with other settings ({settings}); running every job", flush=True)
         return {}
+    base = yaml.safe_load(Path(args.config).read_text()) or {}
     steps = args.max_steps
     if steps is None:  # the base config's
-        steps = (yaml.safe_load(Path(args.config).read_text()) or {}).get("trainer", {}).get("max_steps")
+        steps = base.get("trainer", {}).get("max_steps")
+    temporal = args.temporal_guidance
+    if temporal is None:
+        temporal = base.get("model", {}).get("init_args", {}).get("temporal_guidance_scale")
     keep = {}
     for r in old.get("runs", []):
         if r.get("shared_with") or r.get("steps") not in (0, steps):  # 0: text-only trains nothing
             continue
         if args.guidance is not None and r.get("guidance") != args.guidance:
+            continue
+        if r.get("temporal_guidance") != effective_temporal(r.get("mode", "audio"), r.get("guidance", 0.0), temporal):
             continue
         keep[(r["overlay"], r["seed"])] = r
     return keep
@@ -196,7 +215,12 @@ def _steps(runs: list[dict], args) -> str:
 
 def _guidance(runs: list[dict]) -> str:
     values = sorted({r["guidance"] for r in runs if "guidance" in r})
-    return " / ".join(f"{g:g}" for g in values) or "the config's"
+    text = " / ".join(f"{g:g}" for g in values) or "the config's"
+    temporal = sorted({r["temporal_guidance"] for r in runs if r.get("temporal_guidance") is not None})
+    if temporal:
+        text += (", temporal guidance " + " / ".join(f"{g:g}" for g in temporal)
+                 + " in the audio rows (the timing guided apart from the class: `av_lightning/pipeline.py`)")
+    return text
 
 
 def write_report(runs: list[dict], args, base: str, started: str, load0: str, report: Path, pending: list[str]) -> None:
@@ -254,6 +278,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--num-test", type=int, default=32, help="test clips per run")
     p.add_argument("--sample-steps", type=int, default=8, help="DDIM steps")
     p.add_argument("--guidance", type=float, default=None, help="CFG scale (default: the base config's guidance_scale)")
+    p.add_argument("--temporal-guidance", type=float, default=None,
+                   help="temporal guidance scale of the audio rows (default: the base config's temporal_guidance_scale; "
+                        "equal to the guidance: plain classifier-free guidance)")
     p.add_argument("--device", default=None, help="trainer accelerator (default: the config's; e.g. cuda)")
     p.add_argument("--report", default=str(REPO / "docs/results/ablation.md"), help="markdown report")
     p.add_argument("--log-root", default="runs/ablation", help="TensorBoard logs")

@@ -25,6 +25,7 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -123,8 +124,12 @@ def score(videos: torch.Tensor, clips: dict, fps: float, sample_rate: int) -> di
     return out
 
 
-def evaluate(model, clips: dict, modes: Sequence[str], sample_steps: int, guidance_scale: float, seed: int) -> dict:
+def evaluate(model, clips: dict, modes: Sequence[str], sample_steps: int, guidance_scale: float, seed: int,
+             temporal_guidance_scale: Optional[float] = None) -> dict:
     """Sample every clip once per conditioning mode (one batch per mode) and score it.
+
+    ``temporal_guidance_scale`` applies to the audio modes (None: the model's; equal to the
+    guidance: plain classifier-free guidance).
 
     Returns ``{mode: {"videos": uint8 (B, F, 3, H, W), "seconds": float, metric: value, ...}}``.
     """
@@ -137,7 +142,8 @@ def evaluate(model, clips: dict, modes: Sequence[str], sample_steps: int, guidan
         t = time.time()
         # the unconditional branch and the condition coincide without a prompt: no CFG needed
         g = 1.0 if mode == "none" else guidance_scale
-        videos = model.sample(batch, mode, height=H, width=W, steps=sample_steps, guidance_scale=g, seed=seed)
+        videos = model.sample(batch, mode, height=H, width=W, steps=sample_steps, guidance_scale=g, seed=seed,
+                              temporal_guidance_scale=temporal_guidance_scale)
         results[mode] = {"videos": videos, "seconds": time.time() - t, **score(videos, clips, fps, sr)}
         print(f"  {mode:>10}: AV-Align {results[mode]['av_align']:.3f}, class accuracy "
               f"{results[mode]['class_accuracy']:.3f} ({results[mode]['seconds']:.0f} s)", flush=True)
@@ -186,6 +192,16 @@ def table(gt: dict, results: dict, labels: dict) -> str:
     return "\n".join(lines)
 
 
+def temporal_text(args) -> str:
+    """The report's words for the audio rows' temporal guidance ('' when it is plain CFG)."""
+    if float(args.temporal_guidance) == float(args.guidance):
+        return ""
+    return (f"; the two adapter rows with temporal guidance {args.temporal_guidance:g} (the timing, the part of the "
+            f"conditioning that differs between frames, guided at {args.temporal_guidance:g} and the rest at "
+            f"{args.guidance:g}: `av_lightning/pipeline.py`; `--temporal-guidance {args.guidance:g}` samples them "
+            f"with plain classifier-free guidance)")
+
+
 def verdict(results: dict) -> str:
     """The demo's bars (:data:`BARS`), met or not, with the numbers."""
     a, t = results["audio"], results["text"]
@@ -207,6 +223,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--num-test", type=int, default=64, help="held-out clips to sample")
     p.add_argument("--sample-steps", type=int, default=DEMO_STEPS, help="DDIM steps")
     p.add_argument("--guidance", type=float, default=None, help="CFG scale (default: the config's guidance_scale)")
+    p.add_argument("--temporal-guidance", type=float, default=None,
+                   help="temporal guidance scale of the adapter rows (default: the config's temporal_guidance_scale; "
+                        "equal to --guidance: plain classifier-free guidance)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument("--adapter", default=None, help="score this saved adapter (.safetensors) instead of training one")
     p.add_argument("--report", default=str(REPO / "docs/results/toy.md"), help="markdown report ('' for none)")
@@ -250,7 +269,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"  ground truth: AV-Align {gt['av_align']:.3f}", flush=True)
     if args.guidance is None:
         args.guidance = float(model.hparams.guidance_scale)
-    results = evaluate(model, clips, [m for m, _ in CONDITIONS], args.sample_steps, args.guidance, args.seed)
+    if args.temporal_guidance is None:
+        args.temporal_guidance = model.hparams.get("temporal_guidance_scale")
+    if args.temporal_guidance is None or float(args.temporal_guidance) == args.guidance:
+        args.temporal_guidance = args.guidance  # plain classifier-free guidance
+    results = evaluate(model, clips, [m for m, _ in CONDITIONS], args.sample_steps, args.guidance, args.seed,
+                       args.temporal_guidance)
     t_total = time.time() - t0
     load1 = load_average()
 
@@ -276,7 +300,7 @@ Written by `make demo` (`python -m av_lightning.toy.demo`). The adapter (mel enc
 TempoTokens, `{type(model.tokens).__name__}` windows={model.tokens.windows!r}) was trained against the
 frozen shipped toy backbone (`av_lightning/assets/toy_backbone`, its text-only quality gate in
 [toy_backbone.md](toy_backbone.md)); {len(clips['id'])} held-out test clips were sampled once per condition
-with DDIM {args.sample_steps} steps, guidance {args.guidance} (none for the unconditional baseline), seed {args.seed}.
+with DDIM {args.sample_steps} steps, guidance {args.guidance} (none for the unconditional baseline), seed {args.seed}{temporal_text(args)}.
 
 {tab}
 
