@@ -63,6 +63,12 @@ def test_report_states_the_runs_steps_and_guidance(tmp_path):
     words = " ".join(text.split())
     assert "200 training steps" in words and "guidance 3. AV-Align" in words
     assert "| Table 3: context | vec | `vec` | 0.550 ± 0.050 |" in text
+    runs += [{**runs[0], "overlay": "cond_text", "mode": "text", "temporal_guidance": None}]
+    for r in runs[:4]:
+        r["temporal_guidance"] = 6.0
+    ablation.write_report(runs, args, "configs/toy.yaml", "2026-01-01 00:00", "0 0 0", report, [])
+    words = " ".join(report.read_text().split())
+    assert "guidance 3, temporal guidance 6 in the audio rows" in words
 
 
 def test_resume_keeps_only_runs_with_the_same_settings(tmp_path):
@@ -71,12 +77,15 @@ def test_resume_keeps_only_runs_with_the_same_settings(tmp_path):
 
     path = tmp_path / "ablation.json"
     settings = {"config": "configs/toy.yaml", "num_test": 32, "sample_steps": 8}
-    runs = [{"overlay": "cond_audio", "seed": 0, "steps": 200, "guidance": 3.0},
-            {"overlay": "win5", "seed": 0, "steps": 200, "guidance": 3.0, "shared_with": "cond_audio"},
-            {"overlay": "vec", "seed": 0, "steps": 100, "guidance": 3.0},
-            {"overlay": "cond_text", "seed": 0, "steps": 0, "guidance": 3.0}]
+    audio = {"mode": "audio", "guidance": 3.0, "temporal_guidance": 6.0}  # configs/toy.yaml's sampler
+    runs = [{"overlay": "cond_audio", "seed": 0, "steps": 200, **audio},
+            {"overlay": "win5", "seed": 0, "steps": 200, **audio, "shared_with": "cond_audio"},
+            {"overlay": "vec", "seed": 0, "steps": 100, **audio},
+            {"overlay": "cond_text", "seed": 0, "steps": 0, "mode": "text", "guidance": 3.0, "temporal_guidance": None},
+            {"overlay": "mapper2", "seed": 0, "steps": 200, "mode": "audio", "guidance": 3.0}]  # before temporal guidance
     path.write_text(json.dumps({"settings": settings, "rows": [], "runs": runs}))
-    args = SimpleNamespace(config=str(REPO / "configs/toy.yaml"), num_test=32, sample_steps=8, max_steps=200, guidance=None)
+    args = SimpleNamespace(config=str(REPO / "configs/toy.yaml"), num_test=32, sample_steps=8, max_steps=200, guidance=None,
+                           temporal_guidance=None)
     # shared rows are rebuilt from their base run; a run of other steps is trained again; text-only trains nothing
     assert set(ablation.finished_runs(path, args)) == {("cond_audio", 0), ("cond_text", 0)}
     # without --max-steps the base config's (200) is the one to match
@@ -86,6 +95,11 @@ def test_resume_keeps_only_runs_with_the_same_settings(tmp_path):
         ("vec", 0), ("cond_text", 0)}
     assert ablation.finished_runs(path, SimpleNamespace(**{**vars(args), "num_test": 16})) == {}
     assert ablation.finished_runs(path, SimpleNamespace(**{**vars(args), "guidance": 5.0})) == {}
+    # temporal guidance applies to the audio rows only; equal to the guidance it is plain CFG (recorded None)
+    assert set(ablation.finished_runs(path, SimpleNamespace(**{**vars(args), "temporal_guidance": 3.0}))) == {
+        ("cond_text", 0), ("mapper2", 0)}
+    assert set(ablation.finished_runs(path, SimpleNamespace(**{**vars(args), "temporal_guidance": 8.0}))) == {
+        ("cond_text", 0)}
     path.write_text("{")
     import pytest
 
