@@ -61,10 +61,11 @@ class AudioToVideo(pl.LightningModule):
         num_frames / fps / sample_rate: the clip geometry (linked from the data by the CLI).
         steps / guidance_scale / scheduler / seed: sampling settings for previews and tests (``scheduler``:
             one of the backbone's samplers; None: its default, DDIM for UNet3D, UniPC for Wan).
-        temporal_guidance_scale: ``w_t`` of temporal guidance in the audio modes
-            (:mod:`av_lightning.pipeline`): the timing, the part of the conditioning that differs
-            between frames, is guided with ``w_t`` and the rest with ``guidance_scale``; a third
-            denoiser branch per step. None (the paper): classifier-free guidance alone.
+        temporal_guidance_scale / temporal_guidance_span: temporal guidance in the audio modes
+            (:mod:`av_lightning.pipeline`): in the noisier ``span`` of the schedule the timing, the
+            part of the conditioning that differs between frames, is guided with ``w_t`` against a
+            branch conditioned on the clip-mean tokens; the later steps use ``guidance_scale``. None
+            (the paper): classifier-free guidance at every step. The cost is the same.
         metrics: metrics updated in ``test_step`` (each has ``update_from_clips``).
         save_test_videos: directory to write generated test clips (mp4 with audio), or None.
         optimizer: builds the optimizer from the trainable parameters (LightningCLI injects it).
@@ -97,6 +98,7 @@ class AudioToVideo(pl.LightningModule):
         scheduler: Optional[str] = None,
         seed: int = 0,
         temporal_guidance_scale: Optional[float] = None,
+        temporal_guidance_span: float = 0.5,
         metrics: Optional[Sequence[nn.Module]] = None,
         save_test_videos: Optional[str] = None,
         optimizer: OptimizerCallable = default_optimizer,
@@ -365,13 +367,15 @@ class AudioToVideo(pl.LightningModule):
             height / width: pixels (default :meth:`frame_size`).
             fps: frame rate of the video (Hz, default the model's): N and the windows' audio follow it.
             steps / guidance_scale: sampling settings (default the model's).
-            temporal_guidance_scale: ``w_t`` of temporal guidance (default the model's); used in the
-                audio modes only, since ``text`` and ``none`` conditioning has no time axis.
+            temporal_guidance_scale: ``w_t`` of temporal guidance (default the model's; 0 turns it
+                off); used in the audio modes only, since ``text`` and ``none`` conditioning has no
+                time axis.
             seed / seeds: the initial noise of clip i comes from ``seeds[i]`` (default :meth:`clip_seeds`).
             window / overlap / blend: frames per window (default F), frames shared by consecutive windows
                 (default F // 4) and how overlapping predictions are averaged (``ramp`` or ``uniform``).
-            window_batch: rows (windows × guidance branches) per denoiser call; default one window per
-                clip and branch, so long audio needs no more memory than one window.
+            window_batch: rows (clips × windows × guidance branches) per denoiser call; default one
+                window per clip and branch, so long audio needs no more memory than one window, and all
+                clips of a one-window batch in one call.
             init_frames: uint8 ``(B, N', 3, H, W)``, N' >= N, to animate instead of starting from noise.
             strength: in (0, 1]: the noise put on ``init_frames`` (1 ignores them).
             noise: the initial noise ``(B, C, N_lat, h, w)`` itself, overriding the seeds.
@@ -389,8 +393,8 @@ class AudioToVideo(pl.LightningModule):
         guidance = hp.guidance_scale if guidance_scale is None else guidance_scale
         audio = batch.get("audio") if mode in ("audio", "text+audio") else None
         temporal = hp.get("temporal_guidance_scale") if temporal_guidance_scale is None else temporal_guidance_scale
-        temporal = temporal if audio is not None and temporal is not None and temporal != guidance else None
-        branches = 3 if temporal is not None else 2 if guidance > 1.0 else 1
+        temporal = temporal if audio is not None and temporal is not None and temporal > 0 else None
+        branches = 2 if guidance > 1.0 or temporal is not None else 1
         rows = window_batch or branches * B
         static = None
         if audio is not None:
@@ -420,6 +424,7 @@ class AudioToVideo(pl.LightningModule):
             generator=torch.Generator().manual_seed(self.hparams.seed if seed is None else int(seed)),
             latents=noise.to(self.device), init_latents=init_latents, strength=strength, progress=progress,
             static_cond=static, temporal_guidance_scale=temporal,
+            temporal_guidance_span=float(hp.get("temporal_guidance_span", 0.5)), max_rows=window_batch,
         )
         return latents if return_latents else bb.decode_latents(latents)
 

@@ -8,11 +8,12 @@ latents with ``scale_noise``. The conditional branch may be per-frame ``(B, F, N
 unconditional branch is the empty prompt, the same for every frame. Both branches share one
 batched denoiser call per step.
 
-Temporal guidance (optional, per-frame conditioning only): a third branch ``m`` is conditioned on
-the same prompt with the audio tokens averaged over the clip's frames, so it knows *what* sounds
-but not *when*. The prediction ``u + w (m - u) + w_t (c - m)`` guides the class with ``w`` and the
-timing, the part of ``c`` that differs between frames, with ``w_t``. ``w_t = w`` is classifier-free
-guidance exactly (the ``m`` terms cancel), so the standard two-branch path runs then.
+Temporal guidance (optional, per-frame conditioning only): the branch ``m`` is conditioned on the
+same prompt with the audio tokens averaged over the clip's frames, so it knows *what* sounds but
+not *when*. In the noisier part of the schedule, where a frame's look and motion are decided, it
+takes the unconditional branch's place: ``m + w_t (c - m)`` guides the timing, the part of ``c``
+that differs between frames, with ``w_t``; the later steps are classifier-free guidance
+``u + w (c - u)``. Every step still has two branches, so it costs what guidance costs.
 
 Long audio (MultiDiffusion-style; ``docs/generation.md``): a video of N frames is one latent. It
 is covered by W windows of F frames (the model's clip length, :func:`plan_video`) that overlap by
@@ -66,6 +67,8 @@ def sample(
     progress: bool = True,
     static_cond: Optional[torch.Tensor] = None,
     temporal_guidance_scale: Optional[float] = None,
+    temporal_guidance_span: float = 0.5,
+    max_rows: Optional[int] = None,
 ) -> torch.Tensor:
     """Denoise from noise (or from noised ``init_latents``) to clean latents.
 
@@ -84,9 +87,13 @@ def sample(
         strength: in (0, 1]; 1 ignores ``init_latents``.
         progress: show a progress bar.
         static_cond: the timing-free conditioning ``(B, F, N, d)`` of temporal guidance (the prompt
-            with every frame's audio tokens replaced by their mean over the frames); needs ``uncond``.
-        temporal_guidance_scale: ``w_t`` in ``u + w (m - u) + w_t (c - m)``; None or equal to
-            ``guidance_scale``: classifier-free guidance alone (``static_cond`` is not used).
+            with every frame's audio tokens replaced by their mean over the frames).
+        temporal_guidance_scale: ``w_t`` in ``m + w_t (c - m)``; None: classifier-free guidance
+            at every step (``static_cond`` is not used).
+        temporal_guidance_span: the noisier fraction of the schedule that is timing-guided: steps
+            at timesteps ``t >= (1 - span) · num_train_timesteps`` (0.5: the first 4 of 8 DDIM steps).
+        max_rows: rows (clips × guidance branches) per denoiser call; None: all in one call. On a
+            CPU, calls of a few dozen rows run faster per row than one call of hundreds.
 
     Returns:
         ``(B, C, F, h, w)`` float latents.
@@ -112,30 +119,44 @@ def sample(
             latents = scheduler.scale_noise(init_latents.to(device), t0, latents)
     else:
         latents = latents * getattr(scheduler, "init_noise_sigma", 1.0)
-    temporal = temporal_guidance_scale is not None and temporal_guidance_scale != guidance_scale
+    temporal = temporal_guidance_scale is not None and temporal_guidance_span > 0
     if temporal:
-        if uncond is None or static_cond is None:
-            raise ValueError("temporal guidance needs the unconditional states (uncond) and the timing-free "
-                             "conditioning (static_cond); pass both or set temporal_guidance_scale=None")
+        if static_cond is None:
+            raise ValueError("temporal guidance needs the timing-free conditioning (static_cond); pass it or set "
+                             "temporal_guidance_scale=None")
         if tuple(static_cond.shape) != tuple(cond.shape):
             raise ValueError(f"static_cond has shape {tuple(static_cond.shape)}, expected the conditioning's "
                              f"{tuple(cond.shape)}")
-    guided = uncond is not None and (guidance_scale > 1.0 or temporal)
+        if not 0.0 <= temporal_guidance_span <= 1.0:
+            raise ValueError(f"temporal_guidance_span must be a fraction in [0, 1], got {temporal_guidance_span}")
+        timing_pair = torch.cat([static_cond.to(device), cond])
+        from_t = (1.0 - temporal_guidance_span) * getattr(scheduler.config, "num_train_timesteps", 1000)
+    guided = uncond is not None and guidance_scale > 1.0
     if guided:
         uncond = _expand_uncond(uncond.to(device), cond)
-        both = torch.cat([uncond, static_cond.to(device), cond] if temporal else [uncond, cond])
+        both = torch.cat([uncond, cond])
     B = latent_shape[0]
+    if max_rows is not None and max_rows < 1:
+        raise ValueError(f"max_rows must be >= 1, got {max_rows}")
+
+    def run(x_rows: torch.Tensor, t_rows: torch.Tensor, c_rows: torch.Tensor) -> torch.Tensor:
+        n = x_rows.shape[0]
+        if max_rows is None or n <= max_rows:
+            return denoise(x_rows, t_rows, c_rows)
+        return torch.cat([denoise(x_rows[i : i + max_rows], t_rows[i : i + max_rows], c_rows[i : i + max_rows])
+                          for i in range(0, n, max_rows)])
+
     step_kwargs = {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
     for t in tqdm(timesteps, desc="sampling", disable=not progress, leave=False):
         x = scheduler.scale_model_input(latents, t) if hasattr(scheduler, "scale_model_input") else latents
-        if temporal:
-            pred_u, pred_m, pred_c = denoise(torch.cat([x, x, x]), t.expand(3 * B), both).chunk(3)
-            pred = pred_u + guidance_scale * (pred_m - pred_u) + temporal_guidance_scale * (pred_c - pred_m)
+        if temporal and float(t) >= from_t:
+            pred_m, pred_c = run(torch.cat([x, x]), t.expand(2 * B), timing_pair).chunk(2)
+            pred = pred_m + temporal_guidance_scale * (pred_c - pred_m)
         elif guided:
-            pred_u, pred_c = denoise(torch.cat([x, x]), t.expand(2 * B), both).chunk(2)
+            pred_u, pred_c = run(torch.cat([x, x]), t.expand(2 * B), both).chunk(2)
             pred = pred_u + guidance_scale * (pred_c - pred_u)
         else:
-            pred = denoise(x, t.expand(B), cond)
+            pred = run(x, t.expand(B), cond)
         latents = scheduler.step(pred, t, latents, **step_kwargs).prev_sample
     return latents
 

@@ -37,9 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="sampling steps [default: the adapter's]")
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale [default: the adapter's]")
     p.add_argument("--temporal-guidance", type=float, default=None,
-                   help="temporal guidance scale: guides the timing (what differs between frames) apart from the class, "
-                        "with a third denoiser branch; equal to --guidance: plain classifier-free guidance "
-                        "[default: the adapter's, None for the paper's configs]")
+                   help="temporal guidance scale: in the noisier half of the steps, guides the timing (what differs "
+                        "between frames) against the clip-mean tokens; 0: classifier-free guidance only "
+                        "[default: the adapter's; the paper's configs have none]")
     p.add_argument("--seed", type=int, default=0, help="initial-noise seed [default: %(default)s]")
     p.add_argument("--backbone-seed", type=int, default=0,
                    help="seed of the random frozen parts of a config without pretrained weights (tiny test configs; "

@@ -96,12 +96,12 @@ def run_one(base: str, overlay: Path, name: str, seed: int, args, log_root: str)
     H, W = clips["frames"].shape[-2:]
     guidance = float(model.hparams.guidance_scale) if args.guidance is None else args.guidance
     temporal = model.hparams.get("temporal_guidance_scale") if args.temporal_guidance is None else args.temporal_guidance
-    temporal = effective_temporal(mode, guidance, temporal)
+    temporal = effective_temporal(mode, temporal)
     t1 = time.time()
     model.eval()
     videos = model.sample({"audio": clips["audio"], "label": list(clips["label"])}, mode, height=H, width=W,
                           steps=args.sample_steps, guidance_scale=guidance,
-                          temporal_guidance_scale=guidance if temporal is None else temporal, seed=seed)
+                          temporal_guidance_scale=temporal or 0.0, seed=seed)
     fps, sr = model.hparams.fps, model.hparams.sample_rate
     row = {"overlay": name, "seed": seed, "mode": mode, "steps": trainer.global_step, "guidance": guidance,
            "temporal_guidance": temporal, "train_s": round(t_fit),
@@ -113,10 +113,10 @@ def run_one(base: str, overlay: Path, name: str, seed: int, args, log_root: str)
     return row
 
 
-def effective_temporal(mode: str, guidance: float, temporal: Optional[float]) -> Optional[float]:
+def effective_temporal(mode: str, temporal: Optional[float]) -> Optional[float]:
     """The temporal guidance scale a run samples with: None in the text modes (no time axis) and when
-    it equals the guidance (plain classifier-free guidance)."""
-    if mode not in ("audio", "text+audio") or temporal is None or float(temporal) == float(guidance):
+    it is off (None or 0: classifier-free guidance only)."""
+    if mode not in ("audio", "text+audio") or not temporal:
         return None
     return float(temporal)
 
@@ -148,7 +148,7 @@ def finished_runs(path: Path, args) -> dict:
             continue
         if args.guidance is not None and r.get("guidance") != args.guidance:
             continue
-        if r.get("temporal_guidance") != effective_temporal(r.get("mode", "audio"), r.get("guidance", 0.0), temporal):
+        if r.get("temporal_guidance") != effective_temporal(r.get("mode", "audio"), temporal):
             continue
         keep[(r["overlay"], r["seed"])] = r
     return keep
@@ -280,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--guidance", type=float, default=None, help="CFG scale (default: the base config's guidance_scale)")
     p.add_argument("--temporal-guidance", type=float, default=None,
                    help="temporal guidance scale of the audio rows (default: the base config's temporal_guidance_scale; "
-                        "equal to the guidance: plain classifier-free guidance)")
+                        "0: classifier-free guidance only)")
     p.add_argument("--device", default=None, help="trainer accelerator (default: the config's; e.g. cuda)")
     p.add_argument("--report", default=str(REPO / "docs/results/ablation.md"), help="markdown report")
     p.add_argument("--log-root", default="runs/ablation", help="TensorBoard logs")

@@ -95,8 +95,8 @@ def test_resume_keeps_only_runs_with_the_same_settings(tmp_path):
         ("vec", 0), ("cond_text", 0)}
     assert ablation.finished_runs(path, SimpleNamespace(**{**vars(args), "num_test": 16})) == {}
     assert ablation.finished_runs(path, SimpleNamespace(**{**vars(args), "guidance": 5.0})) == {}
-    # temporal guidance applies to the audio rows only; equal to the guidance it is plain CFG (recorded None)
-    assert set(ablation.finished_runs(path, SimpleNamespace(**{**vars(args), "temporal_guidance": 3.0}))) == {
+    # temporal guidance applies to the audio rows only; 0 is classifier-free guidance only (recorded None)
+    assert set(ablation.finished_runs(path, SimpleNamespace(**{**vars(args), "temporal_guidance": 0.0}))) == {
         ("cond_text", 0), ("mapper2", 0)}
     assert set(ablation.finished_runs(path, SimpleNamespace(**{**vars(args), "temporal_guidance": 8.0}))) == {
         ("cond_text", 0)}
