@@ -14,7 +14,8 @@ import torch
 from av_lightning.data.toyworld import CLASSES, FPS, NUM_FRAMES, SAMPLE_RATE, SIZE, clip_seed, toy_clip
 
 #: The demo's sampler (``make demo``: DDIM steps, and ``configs/toy.yaml``'s ``guidance_scale``), which the
-#: backbone's gates and the oracle tokens are measured with.
+#: backbone's gates and the oracle tokens are measured with (classifier-free guidance only: the config's
+#: temporal guidance applies to the adapter's audio tokens).
 DEMO_STEPS = 8
 DEMO_GUIDANCE = 3.0
 
