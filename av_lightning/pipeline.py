@@ -119,6 +119,8 @@ def sample(
             latents = scheduler.scale_noise(init_latents.to(device), t0, latents)
     else:
         latents = latents * getattr(scheduler, "init_noise_sigma", 1.0)
+    if temporal_guidance_scale is not None and not 0.0 <= temporal_guidance_span <= 1.0:
+        raise ValueError(f"temporal_guidance_span must be a fraction in [0, 1], got {temporal_guidance_span}")
     temporal = temporal_guidance_scale is not None and temporal_guidance_span > 0
     if temporal:
         if static_cond is None:
@@ -127,8 +129,6 @@ def sample(
         if tuple(static_cond.shape) != tuple(cond.shape):
             raise ValueError(f"static_cond has shape {tuple(static_cond.shape)}, expected the conditioning's "
                              f"{tuple(cond.shape)}")
-        if not 0.0 <= temporal_guidance_span <= 1.0:
-            raise ValueError(f"temporal_guidance_span must be a fraction in [0, 1], got {temporal_guidance_span}")
         timing_pair = torch.cat([static_cond.to(device), cond])
         from_t = (1.0 - temporal_guidance_span) * getattr(scheduler.config, "num_train_timesteps", 1000)
     guided = uncond is not None and guidance_scale > 1.0

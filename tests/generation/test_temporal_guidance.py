@@ -166,9 +166,10 @@ def test_pipeline_refuses_temporal_guidance_without_its_branch(model):
     with pytest.raises(ValueError, match="expected the conditioning"):
         sample(model.backbone.denoise, sched, cond, shape, uncond=uncond, steps=2, guidance_scale=2.0,
                temporal_guidance_scale=4.0, static_cond=cond[:, :2], progress=False)
-    with pytest.raises(ValueError, match="fraction"):
-        sample(model.backbone.denoise, sched, cond, shape, uncond=uncond, steps=2, guidance_scale=2.0,
-               temporal_guidance_scale=4.0, static_cond=cond, temporal_guidance_span=1.5, progress=False)
+    for span in (1.5, -0.1):
+        with pytest.raises(ValueError, match="fraction"):
+            sample(model.backbone.denoise, sched, cond, shape, uncond=uncond, steps=2, guidance_scale=2.0,
+                   temporal_guidance_scale=4.0, static_cond=cond, temporal_guidance_span=span, progress=False)
 
 
 @pytest.mark.parametrize("temporal", [0, 4.0])
