@@ -24,7 +24,7 @@ from av_lightning.data.batch import ClipBatch
 from av_lightning.data.io import write_videos
 from av_lightning.encoders.base import AudioEncoder
 from av_lightning.metrics.collection import compute_metrics
-from av_lightning.pipeline import VideoPlan, WindowedDenoiser, blend_weights, plan_video, sample
+from av_lightning.pipeline import VideoPlan, WindowedDenoiser, blend_weights, plan_video, sample, temporal_scale
 from av_lightning.tempo import AudioMapper, TempoTokens
 
 try:  # set by LightningCLI while it instantiates the model
@@ -393,7 +393,7 @@ class AudioToVideo(pl.LightningModule):
         guidance = hp.guidance_scale if guidance_scale is None else guidance_scale
         audio = batch.get("audio") if mode in ("audio", "text+audio") else None
         temporal = hp.get("temporal_guidance_scale") if temporal_guidance_scale is None else temporal_guidance_scale
-        temporal = temporal if audio is not None and temporal is not None and temporal > 0 else None
+        temporal = temporal_scale(mode, temporal) if audio is not None else None
         branches = 2 if guidance > 1.0 or temporal is not None else 1
         rows = window_batch or branches * B
         static = None

@@ -41,6 +41,14 @@ import torch
 from tqdm.auto import tqdm
 
 
+def temporal_scale(mode: str, scale: Optional[float]) -> Optional[float]:
+    """The temporal guidance scale that sampling in conditioning ``mode`` uses: None in the ``text``
+    and ``none`` modes (their conditioning has no time axis) and when it is off (None or <= 0)."""
+    if mode not in ("audio", "text+audio") or scale is None or scale <= 0:
+        return None
+    return float(scale)
+
+
 def _expand_uncond(uncond: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
     """Bring the unconditional states to the conditional layout (B, [F,] N, d)."""
     B = cond.shape[0]

@@ -24,12 +24,12 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
 import yaml
 
+from av_lightning.pipeline import temporal_scale
 from av_lightning.toy.demo import REPO, align, backbone_path, load_average, step_overrides, test_clips
 
 # (overlay, table, row label) in the order of the paper's tables
@@ -96,7 +96,7 @@ def run_one(base: str, overlay: Path, name: str, seed: int, args, log_root: str)
     H, W = clips["frames"].shape[-2:]
     guidance = float(model.hparams.guidance_scale) if args.guidance is None else args.guidance
     temporal = model.hparams.get("temporal_guidance_scale") if args.temporal_guidance is None else args.temporal_guidance
-    temporal = effective_temporal(mode, temporal)
+    temporal = temporal_scale(mode, temporal)
     t1 = time.time()
     model.eval()
     videos = model.sample({"audio": clips["audio"], "label": list(clips["label"])}, mode, height=H, width=W,
@@ -111,14 +111,6 @@ def run_one(base: str, overlay: Path, name: str, seed: int, args, log_root: str)
 
         row.update(probe_summary(videos.cpu(), clips["label"], clips["events"]))
     return row
-
-
-def effective_temporal(mode: str, temporal: Optional[float]) -> Optional[float]:
-    """The temporal guidance scale a run samples with: None in the text modes (no time axis) and when
-    it is off (None or 0: classifier-free guidance only)."""
-    if mode not in ("audio", "text+audio") or not temporal:
-        return None
-    return float(temporal)
 
 
 def finished_runs(path: Path, args) -> dict:
@@ -148,7 +140,7 @@ def finished_runs(path: Path, args) -> dict:
             continue
         if args.guidance is not None and r.get("guidance") != args.guidance:
             continue
-        if r.get("temporal_guidance") != effective_temporal(r.get("mode", "audio"), temporal):
+        if r.get("temporal_guidance") != temporal_scale(r.get("mode", "audio"), temporal):
             continue
         keep[(r["overlay"], r["seed"])] = r
     return keep

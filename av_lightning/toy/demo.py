@@ -30,6 +30,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from av_lightning.pipeline import temporal_scale
 from av_lightning.toy.timing import DEMO_STEPS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -269,7 +270,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.guidance is None:
         args.guidance = float(model.hparams.guidance_scale)
     if args.temporal_guidance is None:
-        args.temporal_guidance = model.hparams.get("temporal_guidance_scale") or 0.0
+        args.temporal_guidance = model.hparams.get("temporal_guidance_scale")
+    args.temporal_guidance = temporal_scale("audio", args.temporal_guidance) or 0.0
     results = evaluate(model, clips, [m for m, _ in CONDITIONS], args.sample_steps, args.guidance, args.seed,
                        args.temporal_guidance)
     t_total = time.time() - t0
