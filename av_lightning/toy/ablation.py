@@ -69,8 +69,13 @@ def is_base(base: str, overlay: Path) -> bool:
     return all(have.get(k, object()) == v for k, v in want.items())
 
 
-def run_one(base: str, overlay: Path, name: str, seed: int, args, log_root: str) -> dict:
-    """Train (unless nothing trains) and evaluate one overlay with one seed; returns the run's figures."""
+def run_one(base: str, overlay: Path, name: str, seed: int, args, log_root: str, adapter: str | None = None,
+            trained: dict | None = None) -> dict:
+    """Train (unless nothing trains) and evaluate one overlay with one seed; returns the run's figures.
+
+    A trained adapter is written to ``<log_root>/<name>_s<seed>/adapter.safetensors`` (the row's
+    ``adapter``). Given ``adapter`` (that file, from an earlier sweep) nothing trains: the adapter is
+    loaded and only sampled, and ``trained`` (the earlier row) supplies the training figures."""
     from av_lightning.cli import cli_main
 
     text = Path(base).read_text()
@@ -89,8 +94,16 @@ def run_one(base: str, overlay: Path, name: str, seed: int, args, log_root: str)
     cli = cli_main([*configs, *over], run=False)
     model, data, trainer = cli.model, cli.datamodule, cli.trainer
     mode = model.hparams.conditioning
-    if mode in ("audio", "text+audio"):
+    saved = None
+    if adapter is not None:
+        model.load_adapter(adapter)  # refuses an adapter whose keys or shapes do not fit base + overlay
+        saved = _shown(Path(adapter))
+    elif mode in ("audio", "text+audio"):
         trainer.fit(model, datamodule=data)
+        out = Path(log_root) / f"{name}_s{seed}"
+        out.mkdir(parents=True, exist_ok=True)
+        model.save_adapter(out / "adapter.safetensors")
+        saved = _shown(out / "adapter.safetensors")
     t_fit = time.time() - t0
     clips = test_clips(data, args.num_test)
     H, W = clips["frames"].shape[-2:]
@@ -103,9 +116,14 @@ def run_one(base: str, overlay: Path, name: str, seed: int, args, log_root: str)
                           steps=args.sample_steps, guidance_scale=guidance,
                           temporal_guidance_scale=temporal or 0.0, seed=seed)
     fps, sr = model.hparams.fps, model.hparams.sample_rate
-    row = {"overlay": name, "seed": seed, "mode": mode, "steps": trainer.global_step, "guidance": guidance,
-           "temporal_guidance": temporal, "train_s": round(t_fit),
+    steps, train_s = (trained["steps"], trained["train_s"]) if trained else (trainer.global_step, round(t_fit))
+    row = {"overlay": name, "seed": seed, "mode": mode, "steps": steps, "guidance": guidance,
+           "temporal_guidance": temporal, "train_s": train_s,
            "sample_s": round(time.time() - t1), **align(videos.cpu(), clips["audio"], fps, sr)}
+    if saved is not None:
+        row["adapter"] = saved
+    if trained:
+        row["resampled"] = True
     if is_toy:
         from av_lightning.toy.probe import probe_summary
 
@@ -113,11 +131,25 @@ def run_one(base: str, overlay: Path, name: str, seed: int, args, log_root: str)
     return row
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when inside it (as the report records it), else absolute."""
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
 def finished_runs(path: Path, args) -> dict:
     """``--resume``: the runs of an earlier sweep's JSON, by (overlay, seed), that match this sweep's
     settings (base config, test clips, sampler, guidance when given, and training steps)."""
+    return earlier_runs(path, args)[0]
+
+
+def earlier_runs(path: Path, args) -> tuple[dict, dict]:
+    """``--resume``: the earlier sweep's runs, by (overlay, seed), as ``(keep, resample)``. ``keep``: the
+    runs that match this sweep's settings (:func:`finished_runs`). ``resample``: the trained runs that
+    match in everything but the guidance and whose adapter file is still there; only their sampling is
+    redone (the adapter does not depend on the sampler)."""
     if not path.is_file():
-        return {}
+        return {}, {}
     try:
         old = json.loads(path.read_text())
     except json.JSONDecodeError as err:
@@ -126,7 +158,7 @@ def finished_runs(path: Path, args) -> dict:
     want = {"config": os.path.relpath(args.config, REPO), "num_test": args.num_test, "sample_steps": args.sample_steps}
     if any(settings.get(k) != v for k, v in want.items()):
         print(f"--resume: {path} was written with other settings ({settings}); running every job", flush=True)
-        return {}
+        return {}, {}
     base = yaml.safe_load(Path(args.config).read_text()) or {}
     steps = args.max_steps
     if steps is None:  # the base config's
@@ -134,16 +166,19 @@ def finished_runs(path: Path, args) -> dict:
     temporal = args.temporal_guidance
     if temporal is None:
         temporal = base.get("model", {}).get("init_args", {}).get("temporal_guidance_scale")
-    keep = {}
+    keep, resample = {}, {}
     for r in old.get("runs", []):
         if r.get("shared_with") or r.get("steps") not in (0, steps):  # 0: text-only trains nothing
             continue
-        if args.guidance is not None and r.get("guidance") != args.guidance:
-            continue
-        if r.get("temporal_guidance") != temporal_scale(r.get("mode", "audio"), temporal):
-            continue
-        keep[(r["overlay"], r["seed"])] = r
-    return keep
+        key = (r["overlay"], r["seed"])
+        if ((args.guidance is None or r.get("guidance") == args.guidance)
+                and r.get("temporal_guidance") == temporal_scale(r.get("mode", "audio"), temporal)):
+            keep[key] = r
+        elif r.get("adapter") and r.get("steps"):
+            adapter = Path(r["adapter"]) if Path(r["adapter"]).is_absolute() else REPO / r["adapter"]
+            if adapter.is_file():
+                resample[key] = (str(adapter), r)
+    return keep, resample
 
 
 def aggregate(runs: list[dict]) -> list[dict]:
@@ -290,7 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = Path(args.report)
     base_runs: dict[int, dict] = {}  # seed -> the run of the first no-op overlay
     jobs = [(name, seed) for name in names for seed in args.seeds]
-    done = finished_runs(report.with_suffix(".json"), args) if args.resume else {}
+    done, redo = earlier_runs(report.with_suffix(".json"), args) if args.resume else ({}, {})
     for i, (name, seed) in enumerate(jobs):
         overlay = folder / f"{name}.yaml"
         noop = is_base(args.config, overlay)
@@ -303,6 +338,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             runs.append({**base_runs[seed], "overlay": name, "shared_with": base_runs[seed]["overlay"]})
             print(f"[{i + 1}/{len(jobs)}] {name} seed {seed}: the base config itself; shares {base_runs[seed]['overlay']}",
                   flush=True)
+        elif (name, seed) in redo:
+            adapter, trained = redo[(name, seed)]
+            print(f"[{i + 1}/{len(jobs)}] {name} seed {seed}: other guidance; sampling its adapter {adapter} again",
+                  flush=True)
+            runs.append(run_one(args.config, overlay, name, seed, args, args.log_root, adapter=adapter, trained=trained))
+            if noop:
+                base_runs[seed] = runs[-1]
+            print(f"  {json.dumps(runs[-1])}", flush=True)
         else:
             print(f"[{i + 1}/{len(jobs)}] {name} seed {seed}: {args.config} + {overlay}", flush=True)
             runs.append(run_one(args.config, overlay, name, seed, args, args.log_root))

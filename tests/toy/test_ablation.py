@@ -105,3 +105,46 @@ def test_resume_keeps_only_runs_with_the_same_settings(tmp_path):
 
     with pytest.raises(SystemExit, match="not valid JSON"):
         ablation.finished_runs(path, args)
+
+
+def test_a_sweep_saves_each_adapter_and_resume_resamples_it_for_other_guidance(tmp_path):
+    """Train one run, then ``--resume`` with other guidance: the saved adapter is sampled again, nothing
+    trains, and the same guidance as the first run reproduces its figures."""
+    import json
+
+    import yaml
+
+    cfg = yaml.safe_load((REPO / "configs/toy.yaml").read_text())
+    cfg["trainer"].pop("callbacks")  # no checkpoints in the repository's runs/
+    cfg["trainer"]["default_root_dir"] = str(tmp_path / "runs")
+    cfg["data"]["init_args"].update(root=str(tmp_path / "toy"), num_train=8, num_test=2, batch_size=4)
+    base = tmp_path / "toy.yaml"
+    base.write_text(yaml.safe_dump(cfg))
+    report = tmp_path / "ablation.md"
+    common = ["--config", str(base), "--only", "cond_audio", "--seeds", "0", "--max-steps", "2", "--num-test", "2",
+              "--sample-steps", "2", "--report", str(report), "--log-root", str(tmp_path / "logs")]
+
+    def run(*extra):
+        assert ablation.main([*common, *extra]) == 0
+        return json.loads(report.with_suffix(".json").read_text())["runs"]
+
+    (first,) = run()
+    adapter = Path(first["adapter"])
+    assert adapter == tmp_path / "logs/cond_audio_s0/adapter.safetensors" and adapter.is_file()
+    assert first["steps"] == 2 and first["temporal_guidance"] == 6.0
+    stamp = adapter.stat().st_mtime_ns
+
+    (cfg_only,) = run("--resume", "--temporal-guidance", "0")
+    assert cfg_only["resampled"] and cfg_only["temporal_guidance"] is None and cfg_only["steps"] == 2
+    assert cfg_only["train_s"] == first["train_s"] and adapter.stat().st_mtime_ns == stamp  # nothing trained
+
+    (again,) = run("--resume")  # the config's sampler again: resampled, and identical to the trained run
+    assert again["resampled"] and again["temporal_guidance"] == 6.0
+    for key in ("av_align", "class_accuracy", "event_exact_recall"):
+        assert again[key] == first[key] or (again[key] != again[key] and first[key] != first[key])  # NaN == NaN
+    (kept,) = run("--resume")  # same settings: kept as is
+    assert kept == again
+
+    adapter.unlink()  # the adapter is gone: the run is trained afresh
+    (fresh,) = run("--resume", "--temporal-guidance", "0")
+    assert "resampled" not in fresh and adapter.is_file()
