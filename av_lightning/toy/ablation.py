@@ -99,8 +99,10 @@ def run_one(base: str, overlay: Path, name: str, seed: int, args, log_root: str,
         model.load_adapter(adapter)  # refuses an adapter whose keys or shapes do not fit base + overlay
         saved = _shown(Path(adapter))
     elif mode in ("audio", "text+audio"):
-        trainer.fit(model, datamodule=data)
         out = Path(log_root) / f"{name}_s{seed}"
+        for cb in trainer.checkpoint_callbacks:  # not the base config's folder, which its own training uses
+            cb.dirpath = os.fspath(out / "checkpoints")
+        trainer.fit(model, datamodule=data)
         out.mkdir(parents=True, exist_ok=True)
         model.save_adapter(out / "adapter.safetensors")
         saved = _shown(out / "adapter.safetensors")

@@ -115,7 +115,8 @@ def test_a_sweep_saves_each_adapter_and_resume_resamples_it_for_other_guidance(t
     import yaml
 
     cfg = yaml.safe_load((REPO / "configs/toy.yaml").read_text())
-    cfg["trainer"].pop("callbacks")  # no checkpoints in the repository's runs/
+    (ckpt,) = cfg["trainer"]["callbacks"]
+    ckpt["init_args"]["every_n_train_steps"] = 1
     cfg["trainer"]["default_root_dir"] = str(tmp_path / "runs")
     cfg["data"]["init_args"].update(root=str(tmp_path / "toy"), num_train=8, num_test=2, batch_size=4)
     base = tmp_path / "toy.yaml"
@@ -132,6 +133,8 @@ def test_a_sweep_saves_each_adapter_and_resume_resamples_it_for_other_guidance(t
     adapter = Path(first["adapter"])
     assert adapter == tmp_path / "logs/cond_audio_s0/adapter.safetensors" and adapter.is_file()
     assert first["steps"] == 2 and first["temporal_guidance"] == 6.0
+    # the run's checkpoints go beside its adapter, not to the base config's runs/toy/checkpoints
+    assert (adapter.parent / "checkpoints/last.ckpt").is_file()
     stamp = adapter.stat().st_mtime_ns
 
     (cfg_only,) = run("--resume", "--temporal-guidance", "0")
