@@ -19,6 +19,7 @@ run, so an interrupted sweep leaves what finished.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import time
@@ -123,7 +124,7 @@ def run_one(base: str, overlay: Path, name: str, seed: int, args, log_root: str,
            "temporal_guidance": temporal, "train_s": train_s,
            "sample_s": round(time.time() - t1), **align(videos.cpu(), clips["audio"], fps, sr)}
     if saved is not None:
-        row["adapter"] = saved
+        row["adapter"], row["adapter_sha256"] = saved, _sha256(Path(adapter or out / "adapter.safetensors"))
     if trained:
         row["resampled"] = True
     if is_toy:
@@ -131,6 +132,10 @@ def run_one(base: str, overlay: Path, name: str, seed: int, args, log_root: str,
 
         row.update(probe_summary(videos.cpu(), clips["label"], clips["events"]))
     return row
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _shown(path: Path) -> str:
@@ -148,8 +153,9 @@ def finished_runs(path: Path, args) -> dict:
 def earlier_runs(path: Path, args) -> tuple[dict, dict]:
     """``--resume``: the earlier sweep's runs, by (overlay, seed), as ``(keep, resample)``. ``keep``: the
     runs that match this sweep's settings (:func:`finished_runs`). ``resample``: the trained runs that
-    match in everything but the guidance and whose adapter file is still there; only their sampling is
-    redone (the adapter does not depend on the sampler)."""
+    match in everything but the guidance and whose adapter file is still the one they trained (same
+    SHA-256: a later sweep may have written another there); only their sampling is redone (the adapter
+    does not depend on the sampler)."""
     if not path.is_file():
         return {}, {}
     try:
@@ -178,7 +184,7 @@ def earlier_runs(path: Path, args) -> tuple[dict, dict]:
             keep[key] = r
         elif r.get("adapter") and r.get("steps"):
             adapter = Path(r["adapter"]) if Path(r["adapter"]).is_absolute() else REPO / r["adapter"]
-            if adapter.is_file():
+            if adapter.is_file() and r.get("adapter_sha256") == _sha256(adapter):
                 resample[key] = (str(adapter), r)
     return keep, resample
 

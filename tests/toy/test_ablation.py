@@ -148,6 +148,14 @@ def test_a_sweep_saves_each_adapter_and_resume_resamples_it_for_other_guidance(t
     (kept,) = run("--resume")  # same settings: kept as is
     assert kept == again
 
-    adapter.unlink()  # the adapter is gone: the run is trained afresh
+    assert again["adapter_sha256"] == first["adapter_sha256"]
+
+    adapter.write_bytes(adapter.read_bytes() + b" ")  # another adapter in its place: trained afresh
     (fresh,) = run("--resume", "--temporal-guidance", "0")
-    assert "resampled" not in fresh and adapter.is_file()
+    assert "resampled" not in fresh and fresh["adapter_sha256"] != first["adapter_sha256"]
+    from types import SimpleNamespace
+
+    args = SimpleNamespace(config=str(base), num_test=2, sample_steps=2, max_steps=2, guidance=None, temporal_guidance=8.0)
+    assert set(ablation.earlier_runs(report.with_suffix(".json"), args)[1]) == {("cond_audio", 0)}
+    adapter.unlink()  # the adapter is gone: nothing to sample again, so it would be trained afresh
+    assert ablation.earlier_runs(report.with_suffix(".json"), args) == ({}, {})
