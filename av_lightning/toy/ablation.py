@@ -98,15 +98,15 @@ def run_one(base: str, overlay: Path, name: str, seed: int, args, log_root: str,
     saved = None
     if adapter is not None:
         model.load_adapter(adapter)  # refuses an adapter whose keys or shapes do not fit base + overlay
-        saved = _shown(Path(adapter))
+        saved = Path(adapter)
     elif mode in ("audio", "text+audio"):
         out = Path(log_root) / f"{name}_s{seed}"
         for cb in trainer.checkpoint_callbacks:  # not the base config's folder, which its own training uses
             cb.dirpath = os.fspath(out / "checkpoints")
         trainer.fit(model, datamodule=data)
         out.mkdir(parents=True, exist_ok=True)
-        model.save_adapter(out / "adapter.safetensors")
-        saved = _shown(out / "adapter.safetensors")
+        saved = out / "adapter.safetensors"
+        model.save_adapter(saved)
     t_fit = time.time() - t0
     clips = test_clips(data, args.num_test)
     H, W = clips["frames"].shape[-2:]
@@ -124,7 +124,7 @@ def run_one(base: str, overlay: Path, name: str, seed: int, args, log_root: str,
            "temporal_guidance": temporal, "train_s": train_s,
            "sample_s": round(time.time() - t1), **align(videos.cpu(), clips["audio"], fps, sr)}
     if saved is not None:
-        row["adapter"], row["adapter_sha256"] = saved, _sha256(Path(adapter or out / "adapter.safetensors"))
+        row["adapter"], row["adapter_sha256"] = _shown(saved), _sha256(saved)
     if trained:
         row["resampled"] = True
     if is_toy:
