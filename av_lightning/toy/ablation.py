@@ -346,17 +346,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             runs.append({**base_runs[seed], "overlay": name, "shared_with": base_runs[seed]["overlay"]})
             print(f"[{i + 1}/{len(jobs)}] {name} seed {seed}: the base config itself; shares {base_runs[seed]['overlay']}",
                   flush=True)
-        elif (name, seed) in redo:
-            adapter, trained = redo[(name, seed)]
-            print(f"[{i + 1}/{len(jobs)}] {name} seed {seed}: other guidance; sampling its adapter {adapter} again",
-                  flush=True)
-            runs.append(run_one(args.config, overlay, name, seed, args, args.log_root, adapter=adapter, trained=trained))
-            if noop:
-                base_runs[seed] = runs[-1]
-            print(f"  {json.dumps(runs[-1])}", flush=True)
         else:
-            print(f"[{i + 1}/{len(jobs)}] {name} seed {seed}: {args.config} + {overlay}", flush=True)
-            runs.append(run_one(args.config, overlay, name, seed, args, args.log_root))
+            adapter, trained = redo.get((name, seed), (None, None))
+            what = f"other guidance; sampling its adapter {adapter} again" if adapter else f"{args.config} + {overlay}"
+            print(f"[{i + 1}/{len(jobs)}] {name} seed {seed}: {what}", flush=True)
+            runs.append(run_one(args.config, overlay, name, seed, args, args.log_root, adapter=adapter, trained=trained))
             if noop:
                 base_runs[seed] = runs[-1]
             print(f"  {json.dumps(runs[-1])}", flush=True)
