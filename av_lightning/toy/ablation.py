@@ -258,7 +258,11 @@ def _guidance(runs: list[dict]) -> str:
     return text
 
 
-def write_report(runs: list[dict], args, base: str, started: str, load0: str, report: Path, pending: list[str]) -> None:
+def write_report(runs: list[dict], args, base: str, started: str, load0: str, report: Path, pending: list[str],
+                 left_out: Sequence[str] = ()) -> None:
+    """Rewrite the report. ``pending``: this sweep's runs still to come; ``left_out``: the paper's
+    overlays that this sweep does not run at all (``--only``), named so that a table with rows
+    missing never reads as complete."""
     labels = {o: (t, lab) for o, t, lab in OVERLAYS}
     order = {o: i for i, (o, _, _) in enumerate(OVERLAYS)}
     rows = sorted(aggregate(runs), key=lambda r: order.get(r["overlay"], len(order)))
@@ -274,8 +278,11 @@ def write_report(runs: list[dict], args, base: str, started: str, load0: str, re
         shared = f" (= `{r['shared_with']}`)" if r.get("shared_with") else ""
         lines.append(f"| {r['table']} | {r['label']} | `{r['overlay']}`{shared} | {_pm(r, 'av_align')} |{probe} "
                      f"{r['steps']} | {r['train_s']} | {r['sample_s']} |")
-    status = ("all overlays finished" if not pending else
-              f"**partial**: not run (the sweep stopped before them): {', '.join(f'`{p}`' for p in pending)}")
+    status = ("all overlays finished" if not pending and not left_out else "**partial**")
+    if pending:
+        status += f": not run (the sweep stopped before them): {', '.join(f'`{p}`' for p in pending)}"
+    if left_out:
+        status += f"{';' if pending else ':'} not in this sweep (`--only`): {', '.join(f'`{o}`' for o in left_out)}"
     argv = " ".join(args.argv)
     report.write_text(f"""# Ablations (paper Tables 2-4)
 
@@ -333,6 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = Path(args.report)
     base_runs: dict[int, dict] = {}  # seed -> the run of the first no-op overlay
     jobs = [(name, seed) for name in names for seed in args.seeds]
+    left_out = [o for o in RUN_ORDER if o not in names and (folder / f"{o}.yaml").is_file()]
     done, redo = earlier_runs(report.with_suffix(".json"), args) if args.resume else ({}, {})
     for i, (name, seed) in enumerate(jobs):
         overlay = folder / f"{name}.yaml"
@@ -355,7 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 base_runs[seed] = runs[-1]
             print(f"  {json.dumps(runs[-1])}", flush=True)
         pending = [f"{n} (seed {s})" for n, s in jobs[i + 1:]]
-        write_report(runs, args, os.path.relpath(args.config, REPO), started, load0, report, pending)
+        write_report(runs, args, os.path.relpath(args.config, REPO), started, load0, report, pending, left_out)
         torch.manual_seed(0)
     print(f"results: {report} and {report.with_suffix('.png')}; logs: {args.log_root}")
     return 0

@@ -69,6 +69,15 @@ def test_report_states_the_runs_steps_and_guidance(tmp_path):
     ablation.write_report(runs, args, "configs/toy.yaml", "2026-01-01 00:00", "0 0 0", report, [])
     words = " ".join(report.read_text().split())
     assert "guidance 3, temporal guidance 6 in the audio rows" in words
+    assert "Status: all overlays finished." in words
+    # overlays left out of the sweep (--only) are named: the table is partial, not finished
+    ablation.write_report(runs, args, "configs/toy.yaml", "2026-01-01 00:00", "0 0 0", report, ["vec (seed 1)"],
+                          ["win2", "win3"])
+    words = " ".join(report.read_text().split())
+    assert ("Status: **partial**: not run (the sweep stopped before them): `vec (seed 1)`; not in this sweep "
+            "(`--only`): `win2`, `win3`." in words)
+    ablation.write_report(runs, args, "configs/toy.yaml", "2026-01-01 00:00", "0 0 0", report, [], ["win2"])
+    assert "Status: **partial**: not in this sweep (`--only`): `win2`." in " ".join(report.read_text().split())
 
 
 def test_resume_keeps_only_runs_with_the_same_settings(tmp_path):
