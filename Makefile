@@ -40,6 +40,7 @@ ablation: $(STAMP) ## the paper's ablations (Tables 2-4) on CONFIG (default: the
 bench: $(STAMP) ## benchmarks (CPU; bench/gpu.py runs where a GPU is); tables go to docs/results/
 	$(PY) -m bench.train_step --threads 1
 	$(PY) -m bench.sample --threads 1
+	$(PY) -m bench.toy_step --threads 2
 	$(PY) -m bench.prompt_tokens
 	$(PY) -m bench.av_align
 	$(PY) -m bench.gpu
