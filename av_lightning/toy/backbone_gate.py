@@ -8,7 +8,8 @@
     exactly when the caption says struck (gate >= 0.9 for each caption).
 (c) **Per-frame text, the oracle** (:func:`gate_frame_text`): held-out clips (the toy world's test
     split, with their audio) sampled with one prompt per frame, ``a struck {class}`` on the clip's
-    event frames and ``a {class}`` elsewhere. The flash and the jump must both land on the exact
+    event frames and ``a {class}`` elsewhere (with ``a ringing {class}`` on the frame after each event
+    for a backbone whose image captions name that frame, ``train.after_share`` > 0). The flash and the jump must both land on the exact
     event frame for >= 0.8 of events, while the same count against another clip's events (chance)
     stays <= 0.35; optical-flow peaks on the samples give AV-Align (paper) >= 0.7 against the
     clip's audio. The same scores for tokens fitted from the ground-truth events are
@@ -91,19 +92,34 @@ def gate_images(backbone, n: int = 64, steps: int = DEMO_STEPS, guidance_scale: 
     return out
 
 
-def frame_prompts(labels: Sequence[str], events: Sequence[Sequence[int]], num_frames: int = NUM_FRAMES) -> list[list[str]]:
-    """One prompt per frame: ``a struck {class}`` on event frames, ``a {class}`` elsewhere."""
-    return [[f"a struck {y}" if f in ev else f"a {y}" for f in range(num_frames)] for y, ev in zip(labels, events)]
+def frame_prompts(labels: Sequence[str], events: Sequence[Sequence[int]], num_frames: int = NUM_FRAMES,
+                  ringing: bool = False) -> list[list[str]]:
+    """One prompt per frame: ``a struck {class}`` on event frames, ``a {class}`` elsewhere; with
+    ``ringing``, ``a ringing {class}`` on the frame after each event (the image captions of a backbone
+    trained with ``train.after_share`` > 0)."""
+    def word(f: int, ev: Sequence[int]) -> str:
+        if f in ev:
+            return "struck "
+        return "ringing " if ringing and f - 1 in ev else ""
+
+    return [[f"a {word(f, ev)}{y}" for f in range(num_frames)] for y, ev in zip(labels, events)]
 
 
-def gate_frame_text(backbone, clips: dict, steps: int = DEMO_STEPS, guidance_scale: float = DEMO_GUIDANCE, seed: int = 0) -> dict:
-    """Gate (c) with text: per-frame prompts from the clips' events, scored by :func:`timing_scores`."""
-    prompts = frame_prompts(clips["label"], clips["events"])
+def uses_ringing(recipe: Optional[dict]) -> bool:
+    """Whether a backbone's ``recipe.json`` trained images of the frame after an event (``after_share`` > 0)."""
+    return bool(recipe) and float(recipe.get("config", {}).get("train", {}).get("after_share", 0.0)) > 0
+
+
+def gate_frame_text(backbone, clips: dict, steps: int = DEMO_STEPS, guidance_scale: float = DEMO_GUIDANCE, seed: int = 0,
+                    ringing: bool = False) -> dict:
+    """Gate (c) with text: per-frame prompts from the clips' events (:func:`frame_prompts`), scored by
+    :func:`timing_scores`."""
+    prompts = frame_prompts(clips["label"], clips["events"], ringing=ringing)
     B, F = len(prompts), len(prompts[0])
     cond = backbone.encode_text([p for row in prompts for p in row]).unflatten(0, (B, F))  # (B, F, N, d)
     videos = sample_videos(backbone, cond, steps=steps, guidance_scale=guidance_scale, seed=seed)
     out = timing_scores(videos, clips)
-    out.update(n=B, passed=timing_passed(out))
+    out.update(n=B, passed=timing_passed(out), ringing=ringing)
     return out
 
 
@@ -142,7 +158,8 @@ def write_report(path, backbone_path: str, a: dict, b: dict, c: dict, oracle: Op
           f"{b[k]['mean_flash']:.2f} |" for k, w in (("struck", "struck "), ("plain", ""))], "",
         f"## (c) The oracle: per-frame text prompts: {_mark(c['passed'])}", "",
         f"The first {c['n']} test clips of the toy world (the demo's), sampled with `a struck {{class}}` on their "
-        "event frames and `a {class}` on the others. Bars: flash, jump and both on the exact event frame >= "
+        "event frames" + (", `a ringing {class}` on the frame after each" if c.get("ringing") else "")
+        + " and `a {class}` on the others. Bars: flash, jump and both on the exact event frame >= "
         f"{BARS['event_exact']} of events; chance (another clip's events) <= {BARS['chance']}; AV-Align >= "
         f"{BARS['av_align']}. Ground truth scores 1.0 on every probe figure.", "",
         *timing_table(c), "",
@@ -189,6 +206,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--oracle-steps", type=int, default=0, help="also fit oracle tokens this many steps (0: skip)")
     p.add_argument("--report", default=None, help="markdown report (e.g. docs/results/toy_backbone.md)")
+    p.add_argument("--ringing", choices=("auto", "on", "off"), default="auto",
+                   help="gate (c): 'a ringing {class}' on the frame after each event (auto: when the backbone's "
+                        "recipe.json trained such captions)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -196,13 +216,16 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     path = args.backbone or backbone_path()
     backbone = DiffusersT2V(pretrained=path).to(args.device)
     kw = dict(steps=args.steps, guidance_scale=args.guidance, seed=args.seed)
+    recipe_path = Path(path) / "recipe.json"
+    recipe = json.loads(recipe_path.read_text()) if recipe_path.is_file() else None
+    ringing = uses_ringing(recipe) if args.ringing == "auto" else args.ringing == "on"
     a = gate_video(backbone, args.n, **kw)
     print(f"(a) coherent {a['coherent_fraction']:.3f}, flashes/clip {a['flashes_per_clip']:.2f}, jumps/clip "
           f"{a['jumps_per_clip']:.2f}, flashes with a jump {a['flashes_with_jump']:.2f}", flush=True)
     b = gate_images(backbone, args.n, **kw)
     print(f"(b) struck {b['struck']}, plain {b['plain']}", flush=True)
     clips = held_out_clips(args.n)
-    c = gate_frame_text(backbone, clips, **kw)
+    c = gate_frame_text(backbone, clips, **kw, ringing=ringing)
     print("(c) text: " + ", ".join(f"{k} {v:.3f}" for k, v in c.items() if isinstance(v, float)), flush=True)
     oracle = None
     if args.oracle_steps:
@@ -214,8 +237,6 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         r = ctl.evaluate_oracle(backbone, tokens, clips, **kw)
         oracle = {"result": r, "settings": settings, "final_loss": float(np.mean(losses[-50:]))}
         print("(c) tokens: " + ", ".join(f"{k} {v:.3f}" for k, v in r.items() if isinstance(v, float)), flush=True)
-    recipe_path = Path(path) / "recipe.json"
-    recipe = json.loads(recipe_path.read_text()) if recipe_path.is_file() else None
     if args.report:
         shown = " ".join(argv if argv is not None else sys.argv[1:])
         settings = dict(argv=shown, seconds=time.time() - t0, steps=args.steps, guidance=args.guidance, seed=args.seed)

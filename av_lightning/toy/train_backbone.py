@@ -10,8 +10,10 @@ of data in every step:
   caption never says *when* the object flashes and jumps: the events are the model's own choice.
 - **images**: single frames (F = 1 through the same UNet3D) with a caption of that frame:
   ``"a struck drum"`` for an event frame (the object flashes), ``"a drum"`` for any other frame,
-  ``event_share`` of them event frames, 10 % empty. This is what teaches spatial
-  cross-attention that a text can describe one frame, the channel per-frame tokens use.
+  ``event_share`` of them event frames, 10 % empty. With ``after_share`` > 0 that share of the
+  images are the frame after an event (the object still grown and 1 px up, no flash), captioned
+  ``"a ringing drum"``, and ``"a drum"`` then names only quiet frames. This is what teaches
+  spatial cross-attention that a text can describe one frame, the channel per-frame tokens use.
 
 No video is ever trained with per-frame prompts, and no audio is seen. Two schedules
 (``[[from_step, value], ...]``, the last started entry applies) shape the recipe over time:
@@ -52,7 +54,7 @@ from typing import Optional, Sequence
 import torch
 import yaml
 
-from av_lightning.data.toyworld import CLASSES, MAX_EVENTS, toy_batch
+from av_lightning.data.toyworld import CLASSES, MAX_EVENTS, frame_states, toy_batch
 from av_lightning.toy.train_state import EMA, load_state, recipe_json, rng_state, save_state, scheduled, set_rng_state
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "toy_backbone.yaml"
@@ -61,12 +63,13 @@ TRAIN_DEFAULTS = dict(batch_size=128, lr=5e-4, text_lr=5e-4, weight_decay=0.01, 
                       templates=["a {}", "{}", "a video of a {}"], captions="class", count_prob=0.5,
                       image_templates=["a {}", "{}", "a picture of a {}"], image_schedule=[[0, 0]],
                       high_noise_schedule=[[0, 0.0]], high_noise_range=[0.5, 1.0],
-                      event_share=0.5, image_weight=1.0)
+                      event_share=0.5, after_share=0.0, image_weight=1.0)
 #: words for the number of events in ``captions: count`` mode (``"a drum jumping twice"``)
 COUNT_WORDS = ("once", "twice", "three times")
 CAPTION_MODES = ("class", "count")
-#: what an image caption says of its frame (index 0: not an event frame, 1: an event frame)
-IMAGE_STATES = ("", "struck ")
+#: what an image caption says of its frame (index 0: quiet, or with ``after_share`` 0 any frame that is
+#: not an event frame; 1: an event frame; 2: the frame after an event), as in ``toyworld.frame_states``
+IMAGE_STATES = ("", "struck ", "ringing ")
 STATE_FILE = "train_state.pt"
 
 
@@ -83,8 +86,10 @@ def load_config(path) -> dict:
     cfg["train"] = {**TRAIN_DEFAULTS, **(cfg.get("train") or {})}
     if cfg["train"]["captions"] not in CAPTION_MODES:
         raise ValueError(f"{path}: train.captions must be one of {CAPTION_MODES}, got {cfg['train']['captions']!r}")
-    if not 0.0 <= cfg["train"]["event_share"] <= 1.0:
-        raise ValueError(f"{path}: train.event_share must be a fraction in [0, 1]")
+    shares = (cfg["train"]["event_share"], cfg["train"]["after_share"])
+    if not (0.0 <= min(shares) and sum(shares) <= 1.0):
+        raise ValueError(f"{path}: train.event_share and train.after_share must be fractions summing to at most 1, "
+                         f"got {shares[0]} and {shares[1]}")
     cfg.setdefault("tokenizer_max_length", 48)
     return cfg
 
@@ -149,18 +154,27 @@ def caption_rows(label: torch.Tensor, events: torch.Tensor, T: int, captions: st
     return rows
 
 
-def image_batch(n: int, gen: torch.Generator, event_share: float = 0.5) -> dict:
-    """``n`` single frames of fresh toy clips: an event frame with probability ``event_share``, else
-    any other frame of the clip (uniformly; every clip has both kinds).
+def image_batch(n: int, gen: torch.Generator, event_share: float = 0.5, after_share: float = 0.0) -> dict:
+    """``n`` single frames of fresh toy clips: an event frame with probability ``event_share``, the
+    frame after an event with probability ``after_share``, else a frame of the remaining kind
+    (uniformly among the clip's frames of the chosen kind; every clip has all three). With
+    ``after_share`` 0 the remaining kind is every frame that is not an event frame (the frame after
+    an event included), and the random stream is the one without the option.
 
     Returns:
         dict of ``frames`` uint8 ``(n, 1, 3, H, W)``, ``label`` long ``(n,)`` and ``state`` long
-        ``(n,)`` (1 for an event frame, 0 otherwise: the index into :data:`IMAGE_STATES`).
+        ``(n,)`` (the index into :data:`IMAGE_STATES`).
     """
     clips = toy_batch(n, gen)
     events = clips["events"]  # (n, F) bool
-    want = (torch.rand(n, generator=gen, device=events.device) < event_share).long()
-    frame = torch.multinomial((events.long() == want[:, None]).float(), 1, generator=gen).squeeze(1)
+    u = torch.rand(n, generator=gen, device=events.device)
+    want = (u < event_share).long()
+    if after_share > 0:
+        want = torch.where((u >= event_share) & (u < event_share + after_share), 2, want)
+        kinds = frame_states(events)
+    else:
+        kinds = events.long()
+    frame = torch.multinomial((kinds == want[:, None]).float(), 1, generator=gen).squeeze(1)
     frames = clips["frames"][torch.arange(n, device=events.device), frame]
     return {"frames": frames[:, None], "label": clips["label"], "state": want}
 
@@ -312,7 +326,7 @@ def train_backbone(cfg: dict, out, steps: int, device: str = "cpu", resume: bool
             loss_video = torch.nn.functional.mse_loss(pred.float(), ex.target)
             loss_image = torch.zeros((), device=dev)
             if n_img:
-                img = image_batch(n_img, gen, tc["event_share"])
+                img = image_batch(n_img, gen, tc["event_share"], tc["after_share"])
                 xi = img["frames"].permute(0, 2, 1, 3, 4).float() / 127.5 - 1.0  # (n, 3, 1, H, W)
                 k = torch.randint(Ti, (n_img,), generator=gen, device=dev)
                 img_rows = drop(first_image_row + (img["state"] * len(CLASSES) + img["label"]) * Ti + k)

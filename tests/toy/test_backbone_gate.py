@@ -35,6 +35,11 @@ def test_frame_prompts_name_the_event_frames():
     rows = gate.frame_prompts(["drum", "bass"], [[2, 6], [10]], num_frames=12)
     assert rows[0][2] == rows[0][6] == "a struck drum" and rows[0][3] == "a drum"
     assert [f for f, p in enumerate(rows[1]) if "struck" in p] == [10] and len(rows[1]) == 12
+    ringing = gate.frame_prompts(["drum"], [[2, 6]], num_frames=12, ringing=True)[0]
+    assert [f for f, p in enumerate(ringing) if p == "a ringing drum"] == [3, 7]
+    assert [f for f, p in enumerate(ringing) if p == "a struck drum"] == [2, 6] and ringing[4] == "a drum"
+    assert gate.uses_ringing({"config": {"train": {"after_share": 0.3}}})
+    assert not gate.uses_ringing({"config": {"train": {"event_share": 0.5}}}) and not gate.uses_ringing(None)
 
 
 def test_gates_run_on_a_tiny_backbone_and_write_a_report(tmp_path):
@@ -43,12 +48,14 @@ def test_gates_run_on_a_tiny_backbone_and_write_a_report(tmp_path):
     from tests.toy.test_train_backbone import TINY
 
     out = tmp_path / "bb"
-    recipe = train_backbone(TINY, out, steps=1, device="cpu", log=lambda *a: None)
+    ringing = {**TINY, "train": {**TINY["train"], "event_share": 0.4, "after_share": 0.3}}
+    recipe = train_backbone(ringing, out, steps=1, device="cpu", log=lambda *a: None)
+    assert gate.uses_ringing(recipe)
     backbone = DiffusersT2V(pretrained=str(out))
     kw = dict(steps=1, guidance_scale=5.0, seed=0)
     a = gate.gate_video(backbone, 4, **kw)
     b = gate.gate_images(backbone, 4, **kw)
-    c = gate.gate_frame_text(backbone, gate.held_out_clips(4), **kw)
+    c = gate.gate_frame_text(backbone, gate.held_out_clips(4), **kw, ringing=True)
     assert 0 <= a["coherent_fraction"] <= 1 and set(a["per_class"]) == set(tw.CLASSES)
     assert 1.5 < a["train"]["jumps_per_clip"] < 2.5 and a["train"]["flashes_per_clip"] == a["train"]["jumps_per_clip"]
     assert set(b) >= {"struck", "plain", "passed"} and 0 <= b["struck"]["controlled"] <= 1
@@ -57,4 +64,5 @@ def test_gates_run_on_a_tiny_backbone_and_write_a_report(tmp_path):
     gate.write_report(report, str(out), a, b, c, None, dict(argv="", seconds=1.0, steps=1, guidance=5.0, seed=0),
                       recipe)
     text = report.read_text()
+    assert "`a ringing {class}` on the frame after" in text
     assert "(a) Video coherence" in text and "(b) Image captions" in text and "per-frame text prompts" in text

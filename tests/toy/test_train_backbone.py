@@ -155,7 +155,32 @@ def test_image_batches_are_single_frames_with_their_captions():
     texts = tb.caption_texts(["a {}"], "class", ["a {}", "{}"])
     assert texts[:4] == [f"a {c}" for c in CLASSES] and texts[-1] == ""
     assert texts[4:6] == ["a drum", "drum"] and texts[4 + 2 * 4 : 4 + 2 * 4 + 2] == ["a struck drum", "struck drum"]
-    assert len(texts) == 4 + 2 * 4 * 2 + 1 and len(tb.prompt_table(char_tokenizer(48), ["a {}"], "class", ["{}"])[0]) == 13
+    assert texts[4 + 2 * 2 * 4 : 4 + 2 * 2 * 4 + 2] == ["a ringing drum", "ringing drum"]
+    assert len(texts) == 4 + 3 * 4 * 2 + 1 and len(tb.prompt_table(char_tokenizer(48), ["a {}"], "class", ["{}"])[0]) == 17
+
+
+def test_images_of_the_frame_after_an_event_are_grown_and_unflashed():
+    """``after_share``: state 2 is the frame after an event (grown, not flashed), state 0 a quiet frame
+    (rest size); counted from the pixels of the class colour and of its flash."""
+    from av_lightning.data.toyworld import CLASSES, COLOURS, FLASH
+
+    img = tb.image_batch(400, torch.Generator().manual_seed(1), event_share=0.3, after_share=0.4)
+    states = img["state"]
+    assert set(states.tolist()) == {0, 1, 2} and 0.3 < (states == 2).float().mean() < 0.5
+    for y, name in enumerate(CLASSES):
+        colour = torch.tensor(COLOURS[name], dtype=torch.float32)
+        flashed = (colour + FLASH * (255 - colour)).round()
+        pix = img["frames"][:, 0].float().permute(0, 2, 3, 1)  # (n, H, W, 3)
+        plain = ((pix - colour).abs().sum(-1) == 0).flatten(1).sum(1)
+        lit = ((pix - flashed).abs().sum(-1) == 0).flatten(1).sum(1)
+        mine = img["label"] == y
+        quiet, after, event = (mine & (states == 0)), (mine & (states == 2)), (mine & (states == 1))
+        assert lit[quiet].max() == 0 and lit[after].max() == 0 and plain[event].max() == 0
+        assert plain[after].min() > plain[quiet].max() and lit[event].min() == plain[after].min()
+    # without after_share the stream and the states are the ones before the option existed
+    a = tb.image_batch(64, torch.Generator().manual_seed(2), event_share=0.5)
+    b = tb.image_batch(64, torch.Generator().manual_seed(2), event_share=0.5, after_share=0.0)
+    assert torch.equal(a["frames"], b["frames"]) and set(a["state"].tolist()) == {0, 1}
 
 
 def test_image_schedule_takes_the_last_started_entry():
@@ -188,3 +213,14 @@ def test_noisier_timesteps_come_from_the_high_range():
     assert t.min() >= 500 and t.max() < 1000
     half = noisier(obj, 4000, g, 0.5, (0.5, 1.0))
     assert 0.7 < (half >= 500).float().mean() < 0.8  # half from the top half, half uniform: 0.75
+
+
+def test_image_shares_that_do_not_fit_are_refused_naming_the_file(tmp_path):
+    import yaml
+
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump({**TINY, "train": {"event_share": 0.7, "after_share": 0.4}}))
+    with pytest.raises(ValueError, match=r"recipe\.yaml.*after_share must be fractions summing to at most 1"):
+        tb.load_config(path)
+    path.write_text(yaml.safe_dump({**TINY, "train": {"event_share": 0.6, "after_share": 0.4}}))
+    assert tb.load_config(path)["train"]["after_share"] == 0.4
