@@ -5,7 +5,9 @@
     prompted class (gate >= 0.9), with the flashes and jumps per clip beside the training data's.
 (b) **Image captions** (:func:`gate_images`): single frames (F = 1) sampled with ``a struck
     {class}`` and ``a {class}``: the fraction showing one object of the right class that flashes
-    exactly when the caption says struck (gate >= 0.9 for each caption).
+    exactly when the caption says struck (gate >= 0.9 for each caption). Also at further guidance
+    scales (``--image-guidance``, default 1: the conditional model alone, no extrapolation), since a
+    single frame has no other frames to pull its class back when guidance overshoots.
 (c) **Per-frame text, the oracle** (:func:`gate_frame_text`): held-out clips (the toy world's test
     split, with their audio) sampled with one prompt per frame, ``a struck {class}`` on the clip's
     event frames and ``a {class}`` elsewhere (with ``a ringing {class}`` on the frame after each event
@@ -127,8 +129,14 @@ def _mark(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
+def _images_verdict(b: dict, guidance: float, more: Sequence[dict]) -> str:
+    verdicts = [f"{_mark(b['passed'])} at guidance {guidance:g} (the demo's)"]
+    verdicts += [f"{_mark(r['passed'])} at guidance {r['guidance']:g}" for r in more]
+    return "; ".join(verdicts)
+
+
 def write_report(path, backbone_path: str, a: dict, b: dict, c: dict, oracle: Optional[dict], settings: dict,
-                 recipe: Optional[dict] = None) -> None:
+                 recipe: Optional[dict] = None, more_images: Sequence[dict] = ()) -> None:
     """The gates' markdown page (``docs/results/toy_backbone.md``)."""
     from av_lightning.toy.probe import FLASH_THRESHOLD
 
@@ -150,12 +158,23 @@ def write_report(path, backbone_path: str, a: dict, b: dict, c: dict, oracle: Op
         "| class | one object of the class | jumps per clip | flashes per clip |", "|---|---|---|---|",
         *[f"| {k} | {v['coherent_fraction']:.3f} | {v['jumps_per_clip']:.2f} | {v['flashes_per_clip']:.2f} |"
           for k, v in a["per_class"].items()], "",
-        f"## (b) Image captions control single frames: {_mark(b['passed'])}", "",
+        f"## (b) Image captions control single frames: {_images_verdict(b, settings['guidance'], more_images)}", "",
         f"{b['n']} single frames (F = 1) per caption, classes in turn. Controlled: one object of the right class, "
         f"flashed (flash fraction >= {FLASH_THRESHOLD:.3g}) exactly when the caption says struck (gate >= {BARS['images']} for each).", "",
         "| caption | controlled | right class, one object | flashed | mean flash fraction |", "|---|---|---|---|---|",
         *[f"| `a {w}{{class}}` | {b[k]['controlled']:.3f} | {b[k]['right_class']:.3f} | {b[k]['flashed']:.3f} | "
           f"{b[k]['mean_flash']:.2f} |" for k, w in (("struck", "struck "), ("plain", ""))], "",
+    ]
+    if more_images:
+        lines += [
+            "The same captions and samples at other guidance scales (`--image-guidance`):", "",
+            "| guidance | controlled: struck / plain | right class, one object: struck / plain | flashed: struck / plain |",
+            "|---|---|---|---|",
+            *[f"| {r['guidance']:g} | {r['struck']['controlled']:.3f} / {r['plain']['controlled']:.3f} | "
+              f"{r['struck']['right_class']:.3f} / {r['plain']['right_class']:.3f} | "
+              f"{r['struck']['flashed']:.3f} / {r['plain']['flashed']:.3f} |" for r in more_images], "",
+        ]
+    lines += [
         f"## (c) The oracle: per-frame text prompts: {_mark(c['passed'])}", "",
         f"The first {c['n']} test clips of the toy world (the demo's), sampled with `a struck {{class}}` on their "
         "event frames" + (", `a ringing {class}` on the frame after each" if c.get("ringing") else "")
@@ -206,6 +225,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--oracle-steps", type=int, default=0, help="also fit oracle tokens this many steps (0: skip)")
     p.add_argument("--report", default=None, help="markdown report (e.g. docs/results/toy_backbone.md)")
+    p.add_argument("--image-guidance", type=float, nargs="*", default=[1.0],
+                   help="gate (b) also at these CFG scales (default 1: the conditional model alone)")
     p.add_argument("--ringing", choices=("auto", "on", "off"), default="auto",
                    help="gate (c): 'a ringing {class}' on the frame after each event (auto: when the backbone's "
                         "recipe.json trained such captions)")
@@ -224,6 +245,11 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
           f"{a['jumps_per_clip']:.2f}, flashes with a jump {a['flashes_with_jump']:.2f}", flush=True)
     b = gate_images(backbone, args.n, **kw)
     print(f"(b) struck {b['struck']}, plain {b['plain']}", flush=True)
+    more_images = []
+    for g in args.image_guidance:
+        if g != args.guidance:
+            more_images.append(dict(gate_images(backbone, args.n, **{**kw, "guidance_scale": g}), guidance=g))
+            print(f"(b) at guidance {g:g}: struck {more_images[-1]['struck']}, plain {more_images[-1]['plain']}", flush=True)
     clips = held_out_clips(args.n)
     c = gate_frame_text(backbone, clips, **kw, ringing=ringing)
     print("(c) text: " + ", ".join(f"{k} {v:.3f}" for k, v in c.items() if isinstance(v, float)), flush=True)
@@ -240,9 +266,10 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     if args.report:
         shown = " ".join(argv if argv is not None else sys.argv[1:])
         settings = dict(argv=shown, seconds=time.time() - t0, steps=args.steps, guidance=args.guidance, seed=args.seed)
-        write_report(args.report, args.backbone or "av_lightning/assets/toy_backbone", a, b, c, oracle, settings, recipe)
+        write_report(args.report, args.backbone or "av_lightning/assets/toy_backbone", a, b, c, oracle, settings, recipe,
+                     more_images)
         print(f"report: {args.report}")
-    return {"video": a, "images": b, "frame_text": c, "oracle": oracle}
+    return {"video": a, "images": b, "images_more_guidance": more_images, "frame_text": c, "oracle": oracle}
 
 
 if __name__ == "__main__":

@@ -61,8 +61,10 @@ def test_gates_run_on_a_tiny_backbone_and_write_a_report(tmp_path):
     assert set(b) >= {"struck", "plain", "passed"} and 0 <= b["struck"]["controlled"] <= 1
     assert 0 <= c["event_exact_recall"] <= 1 and c["n"] == 4
     report = tmp_path / "gate.md"
+    more = [dict(gate.gate_images(backbone, 4, **{**kw, "guidance_scale": 1.0}), guidance=1.0)]
     gate.write_report(report, str(out), a, b, c, None, dict(argv="", seconds=1.0, steps=1, guidance=5.0, seed=0),
-                      recipe)
+                      recipe, more)
     text = report.read_text()
     assert "`a ringing {class}` on the frame after" in text
+    assert "at guidance 5 (the demo's)" in text and f"| 1 | {more[0]['struck']['controlled']:.3f} / " in text
     assert "(a) Video coherence" in text and "(b) Image captions" in text and "per-frame text prompts" in text
