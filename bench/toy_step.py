@@ -41,30 +41,25 @@ def adapter_step(overrides: list[str], threads: int):
 
 
 def backbone_step(bf16: bool, threads: int):
-    """One step of the toy backbone's recipe (``configs/toy_backbone.yaml``) from its initial weights."""
-    from av_lightning.data.toyworld import toy_batch
+    """One step of the toy backbone's recipe (``configs/toy_backbone.yaml``) from its initial weights:
+    the recipe's own draws and losses (``draw_step``, ``step_losses``), then AdamW."""
     from av_lightning.toy import train_backbone as tb
 
     cfg = tb.load_config(tb.DEFAULT_CONFIG)
+    tc = cfg["train"]
     unet, text_encoder, tokenizer, objective = tb.build_parts(cfg)
-    ids, _ = tb.prompt_table(tokenizer, cfg["train"]["templates"], "class", cfg["train"]["image_templates"])
+    ids, n_templates = tb.prompt_table(tokenizer, tc["templates"], tc["captions"], tc["image_templates"])
+    first_image_row = ids.shape[0] - 1 - len(tb.IMAGE_STATES) * len(tb.CLASSES) * len(tc["image_templates"])
     opt = torch.optim.AdamW(list(unet.parameters()) + list(text_encoder.parameters()), lr=1e-5)
     gen = torch.Generator().manual_seed(0)
-    n_video, n_image = cfg["train"]["batch_size"], int(cfg["train"]["image_schedule"][0][1])
 
     def run() -> None:
         torch.set_num_threads(threads)
-        clips, images = toy_batch(n_video, gen), tb.image_batch(n_image, gen)
-        video = objective.example(clips["frames"].permute(0, 2, 1, 3, 4).float() / 127.5 - 1, gen)
-        image = objective.example(images["frames"].permute(0, 2, 1, 3, 4).float() / 127.5 - 1, gen)
-        rows = torch.randint(ids.shape[0], (n_video + n_image,), generator=gen)
+        drawn = tb.draw_step(tc, 0, gen, objective, int(n_templates), first_image_row, ids.shape[0] - 1)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            states = text_encoder(input_ids=ids).last_hidden_state[rows]
-            loss = sum(torch.nn.functional.mse_loss(unet(ex.noisy, ex.timesteps, encoder_hidden_states=s).sample.float(),
-                                                    ex.target)
-                       for ex, s in ((video, states[:n_video]), (image, states[n_video:])))
+            loss_video, loss_image = tb.step_losses(unet, text_encoder, ids, drawn)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss_video + tc["image_weight"] * loss_image).backward()
         opt.step()
     return run
 

@@ -228,6 +228,65 @@ def export_backbone(cfg: dict, unet, text_encoder, ema: Optional[EMA], out) -> P
     return out
 
 
+def drop_captions(rows: torch.Tensor, gen: torch.Generator, prob: float, empty_row: int) -> torch.Tensor:
+    """Caption rows with each replaced by ``empty_row`` (the empty caption) with probability ``prob``."""
+    empty = torch.rand(rows.shape[0], generator=gen, device=rows.device) < prob
+    return torch.where(empty, torch.full_like(rows, empty_row), rows)
+
+
+def draw_step(tc: dict, step: int, gen: torch.Generator, objective, T: int, first_image_row: int, empty_row: int) -> dict:
+    """Every random draw of one training step, in the recipe's order: ``batch_size`` fresh clips with a
+    caption row each (:func:`caption_rows`, then :func:`drop_captions`) and their noised
+    examples, then the step's images (:func:`image_batch`, ``image_schedule``) with theirs.
+
+    Args:
+        tc: the recipe's ``train`` section.
+        step: the optimizer step (for the schedules).
+        gen: the run's generator (on the training device).
+        objective: the backbone's :class:`~av_lightning.backbones.objective.DDPMObjective`.
+        T: video caption templates; first_image_row, empty_row: the first image caption and the empty
+            caption in :func:`prompt_table`.
+
+    Returns:
+        dict of ``video`` and ``image`` (the objective's examples; ``image`` None without images),
+        ``rows`` / ``image_rows`` (caption rows) and ``n_images``.
+    """
+    def drop(rows: torch.Tensor) -> torch.Tensor:
+        return drop_captions(rows, gen, tc["uncond_prob"], empty_row)
+
+    batch = toy_batch(tc["batch_size"], gen)
+    x0 = batch["frames"].permute(0, 2, 1, 3, 4).float() / 127.5 - 1.0  # (B, 3, F, H, W)
+    rows = drop(caption_rows(batch["label"], batch["events"], T, tc["captions"], tc["count_prob"], gen))
+    share = float(scheduled(tc["high_noise_schedule"], step))
+    B = x0.shape[0]
+    video = objective.example(x0, gen, timesteps=noisier(objective, B, gen, share, tc["high_noise_range"]))
+    n_img = image_batch_size(tc["image_schedule"], step)
+    out = dict(video=video, rows=rows, image=None, image_rows=None, n_images=n_img)
+    if n_img:
+        Ti = len(tc["image_templates"])
+        img = image_batch(n_img, gen, tc["event_share"], tc["after_share"])
+        xi = img["frames"].permute(0, 2, 1, 3, 4).float() / 127.5 - 1.0  # (n, 3, 1, H, W)
+        k = torch.randint(Ti, (n_img,), generator=gen, device=gen.device)
+        out["image_rows"] = drop(first_image_row + (img["state"] * len(CLASSES) + img["label"]) * Ti + k)
+        out["image"] = objective.example(xi, gen, timesteps=noisier(objective, n_img, gen, share, tc["high_noise_range"]))
+    return out
+
+
+def step_losses(unet, text_encoder, ids: torch.Tensor, drawn: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """The video and image denoising losses of one step's draws (:func:`draw_step`): every caption of
+    ``ids`` encoded once (~60 rows), gathered by row (no host sync); the image loss is 0 without images."""
+    states = text_encoder(input_ids=ids).last_hidden_state
+    ex = drawn["video"]
+    pred = unet(ex.noisy, ex.timesteps, encoder_hidden_states=states[drawn["rows"]]).sample
+    loss_video = torch.nn.functional.mse_loss(pred.float(), ex.target)
+    loss_image = torch.zeros((), device=loss_video.device)
+    if drawn["image"] is not None:
+        exi = drawn["image"]
+        pred_i = unet(exi.noisy, exi.timesteps, encoder_hidden_states=states[drawn["image_rows"]]).sample
+        loss_image = torch.nn.functional.mse_loss(pred_i.float(), exi.target)
+    return loss_video, loss_image
+
+
 def train_backbone(cfg: dict, out, steps: int, device: str = "cpu", resume: bool = False,
                    time_budget: Optional[float] = None, bf16: bool = False, log=print,
                    init: Optional[str] = None) -> dict:
@@ -297,11 +356,6 @@ def train_backbone(cfg: dict, out, steps: int, device: str = "cpu", resume: bool
                    losses=losses, image_losses=image_losses, config=recipe_json(cfg), init=str(init or ""))
         export_backbone(cfg, unet, text_encoder, ema, out)  # the EMA weights so far, readable while training runs
 
-    def drop(rows: torch.Tensor) -> torch.Tensor:
-        empty = torch.rand(rows.shape[0], generator=gen, device=dev) < tc["uncond_prob"]
-        return torch.where(empty, torch.full_like(rows, ids.shape[0] - 1), rows)
-
-    B = tc["batch_size"]
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16 and dev.type == "cuda")
     t_log, step_log, stopped = time.time(), step, "steps"
     loss_sum, image_sum = torch.zeros((), device=dev), torch.zeros((), device=dev)
@@ -313,26 +367,9 @@ def train_backbone(cfg: dict, out, steps: int, device: str = "cpu", resume: bool
         lr_scale = min(1.0, (step + 1) / max(1, tc["warmup_steps"]))
         for g, lr in zip(opt.param_groups, base_lrs):
             g["lr"] = lr * lr_scale
-        batch = toy_batch(B, gen)
-        x0 = batch["frames"].permute(0, 2, 1, 3, 4).float() / 127.5 - 1.0  # (B, 3, F, H, W)
-        rows = drop(caption_rows(batch["label"], batch["events"], T, tc["captions"], tc["count_prob"], gen))
-        share = float(scheduled(tc["high_noise_schedule"], step))
-        ex = objective.example(x0, gen, timesteps=noisier(objective, B, gen, share, tc["high_noise_range"]))
-        n_img = image_batch_size(tc["image_schedule"], step)
+        drawn = draw_step(tc, step, gen, objective, T, first_image_row, ids.shape[0] - 1)
         with autocast:
-            # every caption once (~50 rows), then gathered: no host sync, cheap
-            states = text_encoder(input_ids=ids).last_hidden_state
-            pred = unet(ex.noisy, ex.timesteps, encoder_hidden_states=states[rows]).sample
-            loss_video = torch.nn.functional.mse_loss(pred.float(), ex.target)
-            loss_image = torch.zeros((), device=dev)
-            if n_img:
-                img = image_batch(n_img, gen, tc["event_share"], tc["after_share"])
-                xi = img["frames"].permute(0, 2, 1, 3, 4).float() / 127.5 - 1.0  # (n, 3, 1, H, W)
-                k = torch.randint(Ti, (n_img,), generator=gen, device=dev)
-                img_rows = drop(first_image_row + (img["state"] * len(CLASSES) + img["label"]) * Ti + k)
-                exi = objective.example(xi, gen, timesteps=noisier(objective, n_img, gen, share, tc["high_noise_range"]))
-                pred_i = unet(exi.noisy, exi.timesteps, encoder_hidden_states=states[img_rows]).sample
-                loss_image = torch.nn.functional.mse_loss(pred_i.float(), exi.target)
+            loss_video, loss_image = step_losses(unet, text_encoder, ids, drawn)
         loss = loss_video + tc["image_weight"] * loss_image
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -350,7 +387,7 @@ def train_backbone(cfg: dict, out, steps: int, device: str = "cpu", resume: bool
             image_losses.append(recent_img)
             loss_sum.zero_()
             image_sum.zero_()
-            log(f"step {step}/{steps}  video loss {recent:.4f}  image loss {recent_img:.4f} ({n_img} images)  "
+            log(f"step {step}/{steps}  video loss {recent:.4f}  image loss {recent_img:.4f} ({drawn['n_images']} images)  "
                 f"{1 / max(rate, 1e-9):.2f} s/step  lr {opt.param_groups[0]['lr']:.2e}  "
                 f"elapsed {time.time() - start_time:.0f} s")
             t_log, step_log = time.time(), step
