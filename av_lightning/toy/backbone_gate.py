@@ -15,7 +15,9 @@
     event frame for >= 0.8 of events, while the same count against another clip's events (chance)
     stays <= 0.35; optical-flow peaks on the samples give AV-Align (paper) >= 0.7 against the
     clip's audio. The same scores for tokens fitted from the ground-truth events are
-    :mod:`av_lightning.toy.controllability`.
+    :mod:`av_lightning.toy.controllability`. Both are sampled twice: with classifier-free guidance
+    alone, and with the demo's sampler (``--temporal-guidance``: ``m + 6 (c - m)`` over the noisier
+    half of the schedule, ``m`` the conditioning averaged over the frames, then ``u + 3 (c - u)``).
 
     python -m av_lightning.toy.backbone_gate [--backbone DIR] [--oracle-steps 300] --report docs/results/toy_backbone.md
 """
@@ -36,6 +38,8 @@ from av_lightning.data.toyworld import prompt as class_prompt
 from av_lightning.toy.timing import (
     DEMO_GUIDANCE,
     DEMO_STEPS,
+    DEMO_TEMPORAL_GUIDANCE,
+    DEMO_TEMPORAL_SPAN,
     TIMING_BARS,
     held_out_clips,
     sample_videos,
@@ -113,15 +117,17 @@ def uses_ringing(recipe: Optional[dict]) -> bool:
 
 
 def gate_frame_text(backbone, clips: dict, steps: int = DEMO_STEPS, guidance_scale: float = DEMO_GUIDANCE, seed: int = 0,
-                    ringing: bool = False) -> dict:
+                    ringing: bool = False, temporal_guidance_scale: Optional[float] = None) -> dict:
     """Gate (c) with text: per-frame prompts from the clips' events (:func:`frame_prompts`), scored by
-    :func:`timing_scores`."""
+    :func:`timing_scores`; with ``temporal_guidance_scale``, sampled with the demo's temporal guidance
+    against the prompts' frame mean (:func:`~av_lightning.toy.timing.frame_mean`)."""
     prompts = frame_prompts(clips["label"], clips["events"], ringing=ringing)
     B, F = len(prompts), len(prompts[0])
     cond = backbone.encode_text([p for row in prompts for p in row]).unflatten(0, (B, F))  # (B, F, N, d)
-    videos = sample_videos(backbone, cond, steps=steps, guidance_scale=guidance_scale, seed=seed)
+    videos = sample_videos(backbone, cond, steps=steps, guidance_scale=guidance_scale, seed=seed,
+                           temporal_guidance_scale=temporal_guidance_scale)
     out = timing_scores(videos, clips)
-    out.update(n=B, passed=timing_passed(out), ringing=ringing)
+    out.update(n=B, passed=timing_passed(out), ringing=ringing, temporal_guidance_scale=temporal_guidance_scale or 0.0)
     return out
 
 
@@ -135,10 +141,27 @@ def _images_verdict(b: dict, guidance: float, more: Sequence[dict]) -> str:
     return "; ".join(verdicts)
 
 
-def write_report(path, backbone_path: str, a: dict, b: dict, c: dict, oracle: Optional[dict], settings: dict,
+def sampler_name(r: dict, guidance: float) -> str:
+    """How a gate (c) result was sampled, in words."""
+    wt = r.get("temporal_guidance_scale") or 0.0
+    if not wt:
+        return f"classifier-free guidance {guidance:g}"
+    return (f"the demo's sampler: temporal guidance {wt:g} over the noisier {DEMO_TEMPORAL_SPAN:g} of the "
+            f"schedule, then classifier-free guidance {guidance:g}")
+
+
+def _timing_verdict(results: Sequence[dict], guidance: float) -> str:
+    return "; ".join(f"{_mark(timing_passed(r))} with {sampler_name(r, guidance).split(':')[0]}" for r in results)
+
+
+def write_report(path, backbone_path: str, a: dict, b: dict, c, oracle: Optional[dict], settings: dict,
                  recipe: Optional[dict] = None, more_images: Sequence[dict] = ()) -> None:
-    """The gates' markdown page (``docs/results/toy_backbone.md``)."""
+    """The gates' markdown page (``docs/results/toy_backbone.md``). ``c``: gate (c)'s per-frame text
+    result, or a list of them (one per sampler); ``oracle["result"]`` likewise."""
     from av_lightning.toy.probe import FLASH_THRESHOLD
+
+    cs = list(c) if isinstance(c, (list, tuple)) else [c]
+    g = settings["guidance"]
 
     tr = a["train"]
     lines = [
@@ -175,25 +198,30 @@ def write_report(path, backbone_path: str, a: dict, b: dict, c: dict, oracle: Op
               f"{r['struck']['flashed']:.3f} / {r['plain']['flashed']:.3f} |" for r in more_images], "",
         ]
     lines += [
-        f"## (c) The oracle: per-frame text prompts: {_mark(c['passed'])}", "",
-        f"The first {c['n']} test clips of the toy world (the demo's), sampled with `a struck {{class}}` on their "
-        "event frames" + (", `a ringing {class}` on the frame after each" if c.get("ringing") else "")
+        f"## (c) The oracle: per-frame text prompts: {_timing_verdict(cs, g)}", "",
+        f"The first {cs[0]['n']} test clips of the toy world (the demo's), sampled with `a struck {{class}}` on their "
+        "event frames" + (", `a ringing {class}` on the frame after each" if cs[0].get("ringing") else "")
         + " and `a {class}` on the others. Bars: flash, jump and both on the exact event frame >= "
         f"{BARS['event_exact']} of events; chance (another clip's events) <= {BARS['chance']}; AV-Align >= "
-        f"{BARS['av_align']}. Ground truth scores 1.0 on every probe figure.", "",
-        *timing_table(c), "",
+        f"{BARS['av_align']}. Ground truth scores 1.0 on every probe figure. With the demo's sampler, `m` is the "
+        "per-frame prompts' text states averaged over the clip's frames (the demo averages the audio tokens).", "",
     ]
+    for r in cs:
+        lines += [f"Sampled with {sampler_name(r, g)}: {_mark(timing_passed(r))}.", "", *timing_table(r), ""]
     if oracle is not None:
-        r, s = oracle["result"], oracle["settings"]
+        rs = oracle["result"] if isinstance(oracle["result"], (list, tuple)) else [oracle["result"]]
+        st = oracle["settings"]
         lines += [
-            f"## (c) The oracle: tokens fitted from ground-truth events: {_mark(timing_passed(r))}", "",
-            f"`av_lightning.toy.controllability` (mode `{s['mode']}`): {s['state_tokens']} learnt tokens per event "
+            f"## (c) The oracle: tokens fitted from ground-truth events: {_timing_verdict(rs, g)}", "",
+            f"`av_lightning.toy.controllability` (mode `{st['mode']}`): {st['state_tokens']} learnt tokens per event "
             "state (quiet, event frame, the frame after) and one per class, fitted by the adapter's denoising loss "
-            f"from the ground-truth events of fresh clips ({s['steps']} steps, batch {s['batch_size']}, lr {s['lr']:g}; "
+            f"from the ground-truth events of fresh clips ({st['steps']} steps, batch {st['batch_size']}, lr {st['lr']:g}; "
             f"final loss {oracle['final_loss']:.4f}), prompt `a <audio>`, then the same clips as above sampled with "
-            "their own events' tokens.", "",
-            *timing_table(r), "",
+            "their own events' tokens (with the demo's sampler, `m` has every frame's tokens replaced by their mean "
+            "over the clip, as in the demo).", "",
         ]
+        for r in rs:
+            lines += [f"Sampled with {sampler_name(r, g)}: {_mark(timing_passed(r))}.", "", *timing_table(r), ""]
     if recipe:
         lines += [
             "## Training", "",
@@ -227,6 +255,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     p.add_argument("--report", default=None, help="markdown report (e.g. docs/results/toy_backbone.md)")
     p.add_argument("--image-guidance", type=float, nargs="*", default=[1.0],
                    help="gate (b) also at these CFG scales (default 1: the conditional model alone)")
+    p.add_argument("--temporal-guidance", type=float, default=DEMO_TEMPORAL_GUIDANCE,
+                   help="gate (c) also with the demo's temporal guidance at this scale (0: classifier-free guidance only)")
     p.add_argument("--ringing", choices=("auto", "on", "off"), default="auto",
                    help="gate (c): 'a ringing {class}' on the frame after each event (auto: when the backbone's "
                         "recipe.json trained such captions)")
@@ -251,8 +281,11 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
             more_images.append(dict(gate_images(backbone, args.n, **{**kw, "guidance_scale": g}), guidance=g))
             print(f"(b) at guidance {g:g}: struck {more_images[-1]['struck']}, plain {more_images[-1]['plain']}", flush=True)
     clips = held_out_clips(args.n)
-    c = gate_frame_text(backbone, clips, **kw, ringing=ringing)
-    print("(c) text: " + ", ".join(f"{k} {v:.3f}" for k, v in c.items() if isinstance(v, float)), flush=True)
+    samplers = [None] + ([args.temporal_guidance] if args.temporal_guidance else [])
+    c = [gate_frame_text(backbone, clips, **kw, ringing=ringing, temporal_guidance_scale=wt) for wt in samplers]
+    for r in c:
+        print(f"(c) text, {sampler_name(r, args.guidance)}: "
+              + ", ".join(f"{k} {v:.3f}" for k, v in r.items() if isinstance(v, float)), flush=True)
     oracle = None
     if args.oracle_steps:
         from av_lightning.toy import controllability as ctl
@@ -260,9 +293,11 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         settings = dict(mode="class+state", steps=args.oracle_steps, batch_size=16, lr=1e-2, state_tokens=6)
         tokens, losses = ctl.train_oracle(backbone, settings["mode"], args.oracle_steps, settings["batch_size"],
                                           settings["lr"], state_tokens=settings["state_tokens"])
-        r = ctl.evaluate_oracle(backbone, tokens, clips, **kw)
-        oracle = {"result": r, "settings": settings, "final_loss": float(np.mean(losses[-50:]))}
-        print("(c) tokens: " + ", ".join(f"{k} {v:.3f}" for k, v in r.items() if isinstance(v, float)), flush=True)
+        rs = [ctl.evaluate_oracle(backbone, tokens, clips, **kw, temporal_guidance_scale=wt) for wt in samplers]
+        oracle = {"result": rs, "settings": settings, "final_loss": float(np.mean(losses[-50:]))}
+        for r in rs:
+            print(f"(c) tokens, {sampler_name(r, args.guidance)}: "
+                  + ", ".join(f"{k} {v:.3f}" for k, v in r.items() if isinstance(v, float)), flush=True)
     if args.report:
         shown = " ".join(argv if argv is not None else sys.argv[1:])
         settings = dict(argv=shown, seconds=time.time() - t0, steps=args.steps, guidance=args.guidance, seed=args.seed)

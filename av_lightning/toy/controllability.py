@@ -128,9 +128,11 @@ def train_oracle(backbone, mode: Mode = "class+state", steps: int = 300, batch_s
 
 @torch.no_grad()
 def evaluate_oracle(backbone, oracle: OracleTokens, clips: dict, steps: int = DEMO_STEPS, guidance_scale: float = DEMO_GUIDANCE,
-                    seed: int = 0) -> dict:
+                    seed: int = 0, temporal_guidance_scale: Optional[float] = None) -> dict:
     """Sample held-out ``clips`` (:func:`~av_lightning.toy.timing.held_out_clips`) with the
-    oracle tokens of their own events and score them (:func:`~av_lightning.toy.timing.timing_scores`)."""
+    oracle tokens of their own events and score them (:func:`~av_lightning.toy.timing.timing_scores`).
+    With ``temporal_guidance_scale``, the demo's temporal guidance: ``m`` has every frame's tokens
+    replaced by their mean over the clip, as the demo does with audio tokens."""
 
     n = len(clips["label"])
     if n < 2:
@@ -139,9 +141,15 @@ def evaluate_oracle(backbone, oracle: OracleTokens, clips: dict, steps: int = DE
     events = torch.zeros(n, NUM_FRAMES, dtype=torch.bool)
     for i, ev in enumerate(clips["events"]):
         events[i, list(ev)] = True
-    cond = backbone.encode_frame_prompts(oracle.templates(labels), oracle(labels, events))
-    videos = sample_videos(backbone, cond, steps=steps, guidance_scale=guidance_scale, seed=seed)
-    return {**timing_scores(videos, clips), "n": n, "sample_steps": steps, "guidance_scale": guidance_scale}
+    templates, tokens = oracle.templates(labels), oracle(labels, events)
+    cond = backbone.encode_frame_prompts(templates, tokens)
+    static = None
+    if temporal_guidance_scale:
+        static = backbone.encode_frame_prompts(templates, tokens.mean(dim=1, keepdim=True).expand_as(tokens))
+    videos = sample_videos(backbone, cond, steps=steps, guidance_scale=guidance_scale, seed=seed, static_cond=static,
+                           temporal_guidance_scale=temporal_guidance_scale)
+    return {**timing_scores(videos, clips), "n": n, "sample_steps": steps, "guidance_scale": guidance_scale,
+            "temporal_guidance_scale": temporal_guidance_scale or 0.0}
 
 
 @torch.no_grad()

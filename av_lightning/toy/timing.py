@@ -8,16 +8,22 @@ flashes and jumps, and AV-Align (paper) against each clip's audio.
 
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 import torch
 
 from av_lightning.data.toyworld import CLASSES, FPS, NUM_FRAMES, SAMPLE_RATE, SIZE, clip_seed, toy_clip
 
-#: The demo's sampler (``make demo``: DDIM steps, and ``configs/toy.yaml``'s ``guidance_scale``), which the
-#: backbone's gates and the oracle tokens are measured with (classifier-free guidance only: the config's
-#: temporal guidance applies to the adapter's audio tokens).
+#: The demo's sampler (``make demo``: DDIM steps, and ``configs/toy.yaml``'s ``guidance_scale``,
+#: ``temporal_guidance_scale`` and ``temporal_guidance_span``). The backbone's gates and the oracle
+#: tokens are measured with classifier-free guidance alone and, for per-frame conditioning, also with
+#: the demo's temporal guidance: ``m + w_t (c - m)`` over the noisier span, ``m`` the conditioning
+#: averaged over the clip's frames (what the demo does with the audio tokens).
 DEMO_STEPS = 8
 DEMO_GUIDANCE = 3.0
+DEMO_TEMPORAL_GUIDANCE = 6.0
+DEMO_TEMPORAL_SPAN = 0.5
 
 #: Gate (c)'s bars: each exact-frame recall, its chance level, and AV-Align.
 TIMING_BARS = {"event_exact": 0.8, "chance": 0.35, "av_align": 0.7}
@@ -37,19 +43,37 @@ def held_out_clips(n: int, world_seed: int = 0) -> dict:
 
 @torch.no_grad()
 def sample_videos(backbone, cond: torch.Tensor, num_frames: int = NUM_FRAMES, steps: int = DEMO_STEPS,
-                  guidance_scale: float = DEMO_GUIDANCE, seed: int = 0, batch_size: int = 64) -> torch.Tensor:
-    """DDIM samples for conditioning ``(B, N, d)`` or per-frame ``(B, F, N, d)``: uint8 ``(B, F, 3, H, W)``."""
+                  guidance_scale: float = DEMO_GUIDANCE, seed: int = 0, batch_size: int = 64,
+                  static_cond: Optional[torch.Tensor] = None, temporal_guidance_scale: Optional[float] = None,
+                  temporal_guidance_span: float = DEMO_TEMPORAL_SPAN) -> torch.Tensor:
+    """DDIM samples for conditioning ``(B, N, d)`` or per-frame ``(B, F, N, d)``: uint8 ``(B, F, 3, H, W)``.
+
+    With ``temporal_guidance_scale``, per-frame ``cond`` is sampled with temporal guidance against
+    ``static_cond`` (same shape; default the frame mean of ``cond``, :func:`frame_mean`)."""
     from av_lightning.pipeline import sample
 
     uncond = backbone.encode_text([""])
+    if temporal_guidance_scale and static_cond is None:
+        static_cond = frame_mean(cond)
+    statics = static_cond.split(batch_size) if temporal_guidance_scale else [None] * len(cond.split(batch_size))
     g = torch.Generator().manual_seed(seed)
     out = []
-    for chunk in cond.split(batch_size):
+    for chunk, static in zip(cond.split(batch_size), statics):
         shape = (chunk.shape[0], backbone.latent_channels, num_frames, SIZE, SIZE)
         latents = sample(backbone.denoise, backbone.make_scheduler("ddim"), chunk, shape, uncond=uncond, steps=steps,
-                         guidance_scale=guidance_scale, generator=g, progress=False)
+                         guidance_scale=guidance_scale, generator=g, progress=False, static_cond=static,
+                         temporal_guidance_scale=temporal_guidance_scale or None,
+                         temporal_guidance_span=temporal_guidance_span)
         out.append(backbone.decode_latents(latents).cpu())
     return torch.cat(out)
+
+
+def frame_mean(cond: torch.Tensor) -> torch.Tensor:
+    """Per-frame conditioning ``(B, F, N, d)`` with every frame replaced by the mean over the frames:
+    what the clip says, without when (temporal guidance's ``m``)."""
+    if cond.ndim != 4:
+        raise ValueError(f"temporal guidance needs per-frame conditioning (B, F, N, d), got shape {tuple(cond.shape)}")
+    return cond.mean(dim=1, keepdim=True).expand_as(cond).contiguous()
 
 
 def timing_scores(videos: torch.Tensor, clips: dict) -> dict:

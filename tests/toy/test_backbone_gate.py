@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from av_lightning.data import toyworld as tw
@@ -56,15 +57,29 @@ def test_gates_run_on_a_tiny_backbone_and_write_a_report(tmp_path):
     a = gate.gate_video(backbone, 4, **kw)
     b = gate.gate_images(backbone, 4, **kw)
     c = gate.gate_frame_text(backbone, gate.held_out_clips(4), **kw, ringing=True)
+    c_demo = gate.gate_frame_text(backbone, gate.held_out_clips(4), **kw, ringing=True, temporal_guidance_scale=6.0)
+    assert c["temporal_guidance_scale"] == 0.0 and c_demo["temporal_guidance_scale"] == 6.0
     assert 0 <= a["coherent_fraction"] <= 1 and set(a["per_class"]) == set(tw.CLASSES)
     assert 1.5 < a["train"]["jumps_per_clip"] < 2.5 and a["train"]["flashes_per_clip"] == a["train"]["jumps_per_clip"]
     assert set(b) >= {"struck", "plain", "passed"} and 0 <= b["struck"]["controlled"] <= 1
     assert 0 <= c["event_exact_recall"] <= 1 and c["n"] == 4
     report = tmp_path / "gate.md"
     more = [dict(gate.gate_images(backbone, 4, **{**kw, "guidance_scale": 1.0}), guidance=1.0)]
-    gate.write_report(report, str(out), a, b, c, None, dict(argv="", seconds=1.0, steps=1, guidance=5.0, seed=0),
-                      recipe, more)
+    gate.write_report(report, str(out), a, b, [c, c_demo], None,
+                      dict(argv="", seconds=1.0, steps=1, guidance=5.0, seed=0), recipe, more)
     text = report.read_text()
     assert "`a ringing {class}` on the frame after" in text
+    assert "Sampled with classifier-free guidance 5:" in text and "Sampled with the demo's sampler: temporal guidance 6" in text
     assert "at guidance 5 (the demo's)" in text and f"| 1 | {more[0]['struck']['controlled']:.3f} / " in text
     assert "(a) Video coherence" in text and "(b) Image captions" in text and "per-frame text prompts" in text
+
+
+def test_frame_mean_is_the_clip_average_of_per_frame_conditioning():
+    from av_lightning.toy.timing import frame_mean
+
+    cond = torch.randn(2, 5, 3, 4)
+    m = frame_mean(cond)
+    assert m.shape == cond.shape and torch.allclose(m[1, 3], sum(cond[1, f] for f in range(5)) / 5, atol=1e-6)
+    assert torch.equal(m[:, 0], m[:, 4])
+    with pytest.raises(ValueError, match="per-frame conditioning"):
+        frame_mean(cond[:, 0])

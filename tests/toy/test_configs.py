@@ -69,7 +69,9 @@ def test_the_gates_sample_as_the_demo_does():
     """The backbone's gates and the oracle use the demo's sampler: configs/toy.yaml's guidance."""
     import yaml
 
-    from av_lightning.toy.timing import DEMO_GUIDANCE
+    from av_lightning.toy.timing import DEMO_GUIDANCE, DEMO_TEMPORAL_GUIDANCE, DEMO_TEMPORAL_SPAN
 
     cfg = yaml.safe_load((REPO / "configs/toy.yaml").read_text())
     assert cfg["model"]["init_args"]["guidance_scale"] == DEMO_GUIDANCE
+    assert cfg["model"]["init_args"]["temporal_guidance_scale"] == DEMO_TEMPORAL_GUIDANCE
+    assert cfg["model"]["init_args"]["temporal_guidance_span"] == DEMO_TEMPORAL_SPAN
