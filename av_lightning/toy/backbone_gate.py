@@ -168,8 +168,8 @@ def write_report(path, backbone_path: str, a: dict, b: dict, c, oracle: Optional
         "# Toy backbone: the gates", "",
         f"Written by `python -m av_lightning.toy.backbone_gate {settings['argv']}` ({settings['seconds'] / 60:.1f} min "
         f"on this machine's CPU, shared with other work). Backbone: `{backbone_path}`. Every sample: DDIM "
-        f"{settings['steps']} steps (the demo's sampler), guidance {settings['guidance']:g}, seed {settings['seed']}; "
-        "read by the analytic probe (`av_lightning/toy/probe.py`).", "",
+        f"{settings['steps']} steps (the demo's), seed {settings['seed']}, classifier-free guidance {settings['guidance']:g} "
+        "(the demo's) unless a section says otherwise; read by the analytic probe (`av_lightning/toy/probe.py`).", "",
         f"## (a) Video coherence, text only: {_mark(a['passed'])}", "",
         f"{a['n']} samples of `a {{class}}`, classes in turn.", "",
         "| figure | samples | training clips |", "|---|---|---|",
