@@ -41,6 +41,7 @@ from av_lightning.data.toyworld import frame_states as event_states
 from av_lightning.toy.timing import (
     DEMO_GUIDANCE,
     DEMO_STEPS,
+    frame_mean,
     held_out_clips,
     sample_videos,
     timing_scores,
@@ -145,7 +146,7 @@ def evaluate_oracle(backbone, oracle: OracleTokens, clips: dict, steps: int = DE
     cond = backbone.encode_frame_prompts(templates, tokens)
     static = None
     if temporal_guidance_scale:
-        static = backbone.encode_frame_prompts(templates, tokens.mean(dim=1, keepdim=True).expand_as(tokens))
+        static = backbone.encode_frame_prompts(templates, frame_mean(tokens))
     videos = sample_videos(backbone, cond, steps=steps, guidance_scale=guidance_scale, seed=seed, static_cond=static,
                            temporal_guidance_scale=temporal_guidance_scale)
     return {**timing_scores(videos, clips), "n": n, "sample_steps": steps, "guidance_scale": guidance_scale,

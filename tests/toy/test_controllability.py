@@ -61,6 +61,10 @@ def test_short_fit_on_the_shipped_backbone():
                 "flash_exact_recall", "jump_exact_precision", "class_accuracy"):
         assert 0.0 <= res[key] <= 1.0
     assert res["n"] == 4 and (res["av_align_empty"] > 0 or 0.0 <= res["av_align"] <= 1.0)
+    assert res["temporal_guidance_scale"] == 0.0
+    # the demo's sampler: temporal guidance against the frame-mean tokens
+    demo = ctl.evaluate_oracle(backbone, oracle, clips, steps=2, temporal_guidance_scale=6.0)
+    assert demo["temporal_guidance_scale"] == 6.0 and 0.0 <= demo["flash_exact_recall"] <= 1.0
     with pytest.raises(ValueError, match="two or more clips"):
         ctl.evaluate_oracle(backbone, oracle, held_out_clips(1))
 
