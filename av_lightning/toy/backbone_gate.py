@@ -16,10 +16,11 @@
     stays <= 0.35; optical-flow peaks on the samples give AV-Align (paper) >= 0.7 against the
     clip's audio. The same scores for tokens fitted from the ground-truth events are
     :mod:`av_lightning.toy.controllability`. Both are sampled twice: with classifier-free guidance
-    alone, and with the demo's sampler (``--temporal-guidance``: ``m + 6 (c - m)`` over the noisier
-    half of the schedule, ``m`` the conditioning averaged over the frames, then ``u + 3 (c - u)``).
+    alone, and with the demo's sampler (``m + w_t (c - m)`` over the noisier half of the schedule,
+    ``m`` the conditioning averaged over the frames, then ``u + w (c - u)``; ``--temporal-guidance``
+    and ``--guidance``, 6 and 3 by default as in the demo).
 
-    python -m av_lightning.toy.backbone_gate [--backbone DIR] [--oracle-steps 300] --report docs/results/toy_backbone.md
+    python -m av_lightning.toy.backbone_gate [--backbone DIR] [--oracle-steps 150] --report docs/results/toy_backbone.md
 """
 
 from __future__ import annotations
@@ -135,8 +136,12 @@ def _mark(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
+def _theirs(guidance: float) -> str:
+    return " (the demo's)" if guidance == DEMO_GUIDANCE else ""
+
+
 def _images_verdict(b: dict, guidance: float, more: Sequence[dict]) -> str:
-    verdicts = [f"{_mark(b['passed'])} at guidance {guidance:g} (the demo's)"]
+    verdicts = [f"{_mark(b['passed'])} at guidance {guidance:g}{_theirs(guidance)}"]
     verdicts += [f"{_mark(r['passed'])} at guidance {r['guidance']:g}" for r in more]
     return "; ".join(verdicts)
 
@@ -168,8 +173,8 @@ def write_report(path, backbone_path: str, a: dict, b: dict, c, oracle: Optional
         "# Toy backbone: the gates", "",
         f"Written by `python -m av_lightning.toy.backbone_gate {settings['argv']}` ({settings['seconds'] / 60:.1f} min "
         f"on this machine's CPU, shared with other work). Backbone: `{backbone_path}`. Every sample: DDIM "
-        f"{settings['steps']} steps (the demo's), seed {settings['seed']}, classifier-free guidance {settings['guidance']:g} "
-        "(the demo's) unless a section says otherwise; read by the analytic probe (`av_lightning/toy/probe.py`).", "",
+        f"{settings['steps']} steps, seed {settings['seed']}, classifier-free guidance {settings['guidance']:g}"
+        f"{_theirs(settings['guidance'])} unless a section says otherwise; read by the analytic probe (`av_lightning/toy/probe.py`).", "",
         f"## (a) Video coherence, text only: {_mark(a['passed'])}", "",
         f"{a['n']} samples of `a {{class}}`, classes in turn.", "",
         "| figure | samples | training clips |", "|---|---|---|",

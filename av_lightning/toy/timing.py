@@ -16,9 +16,9 @@ import torch
 from av_lightning.data.toyworld import CLASSES, FPS, NUM_FRAMES, SAMPLE_RATE, SIZE, clip_seed, toy_clip
 
 #: The demo's sampler (``make demo``: DDIM steps, and ``configs/toy.yaml``'s ``guidance_scale``,
-#: ``temporal_guidance_scale`` and ``temporal_guidance_span``). The backbone's gates and the oracle
-#: tokens are measured with classifier-free guidance alone and, for per-frame conditioning, also with
-#: the demo's temporal guidance: ``m + w_t (c - m)`` over the noisier span, ``m`` the conditioning
+#: ``temporal_guidance_scale`` and ``temporal_guidance_span``). The backbone's gates (per-frame text and,
+#: with ``--oracle-steps``, the oracle tokens) are measured with classifier-free guidance alone and also
+#: with the demo's temporal guidance: ``m + w_t (c - m)`` over the noisier span, ``m`` the conditioning
 #: averaged over the clip's frames (what the demo does with the audio tokens).
 DEMO_STEPS = 8
 DEMO_GUIDANCE = 3.0
@@ -55,6 +55,8 @@ def sample_videos(backbone, cond: torch.Tensor, num_frames: int = NUM_FRAMES, st
     uncond = backbone.encode_text([""])
     if temporal_guidance_scale and static_cond is None:
         static_cond = frame_mean(cond)
+    if temporal_guidance_scale and static_cond.shape != cond.shape:
+        raise ValueError(f"static_cond {tuple(static_cond.shape)} must have the shape of cond {tuple(cond.shape)}")
     statics = static_cond.split(batch_size) if temporal_guidance_scale else [None] * len(cond.split(batch_size))
     g = torch.Generator().manual_seed(seed)
     out = []

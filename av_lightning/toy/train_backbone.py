@@ -274,7 +274,7 @@ def draw_step(tc: dict, step: int, gen: torch.Generator, objective, T: int, firs
 
 def step_losses(unet, text_encoder, ids: torch.Tensor, drawn: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """The video and image denoising losses of one step's draws (:func:`draw_step`): every caption of
-    ``ids`` encoded once (~60 rows), gathered by row (no host sync); the image loss is 0 without images."""
+    ``ids`` encoded once (49 rows in ``class`` mode), gathered by row (no host sync); the image loss is 0 without images."""
     states = text_encoder(input_ids=ids).last_hidden_state
     ex = drawn["video"]
     pred = unet(ex.noisy, ex.timesteps, encoder_hidden_states=states[drawn["rows"]]).sample

@@ -7,6 +7,7 @@ import torch
 
 from av_lightning.data import toyworld as tw
 from av_lightning.toy import backbone_gate as gate
+from av_lightning.toy.backbone_gate import _mark
 
 
 def test_held_out_clips_are_the_worlds_test_split():
@@ -59,6 +60,13 @@ def test_gates_run_on_a_tiny_backbone_and_write_a_report(tmp_path):
     c = gate.gate_frame_text(backbone, gate.held_out_clips(4), **kw, ringing=True)
     c_demo = gate.gate_frame_text(backbone, gate.held_out_clips(4), **kw, ringing=True, temporal_guidance_scale=6.0)
     assert c["temporal_guidance_scale"] == 0.0 and c_demo["temporal_guidance_scale"] == 6.0
+    # temporal guidance in chunks: every clip comes back, and a static conditioning of another shape is refused
+    from av_lightning.toy.timing import sample_videos
+
+    cond = backbone.encode_text(["a drum", "a struck drum"] * 9).unflatten(0, (3, 6))  # (3 clips, 6 frames, N, d)
+    assert sample_videos(backbone, cond, num_frames=6, steps=1, batch_size=2, temporal_guidance_scale=6.0).shape[0] == 3
+    with pytest.raises(ValueError, match="shape of cond"):
+        sample_videos(backbone, cond, num_frames=6, steps=1, static_cond=cond[:2], temporal_guidance_scale=6.0)
     assert 0 <= a["coherent_fraction"] <= 1 and set(a["per_class"]) == set(tw.CLASSES)
     assert 1.5 < a["train"]["jumps_per_clip"] < 2.5 and a["train"]["flashes_per_clip"] == a["train"]["jumps_per_clip"]
     assert set(b) >= {"struck", "plain", "passed"} and 0 <= b["struck"]["controlled"] <= 1
@@ -70,7 +78,9 @@ def test_gates_run_on_a_tiny_backbone_and_write_a_report(tmp_path):
     text = report.read_text()
     assert "`a ringing {class}` on the frame after" in text
     assert "Sampled with classifier-free guidance 5:" in text and "Sampled with the demo's sampler: temporal guidance 6" in text
-    assert "at guidance 5 (the demo's)" in text and f"| 1 | {more[0]['struck']['controlled']:.3f} / " in text
+    verdict_b = next(line for line in text.splitlines() if line.startswith("## (b)"))
+    assert verdict_b.endswith(f"at guidance 5; {_mark(more[0]['passed'])} at guidance 1") and "demo" not in verdict_b
+    assert f"| 1 | {more[0]['struck']['controlled']:.3f} / " in text
     assert "(a) Video coherence" in text and "(b) Image captions" in text and "per-frame text prompts" in text
 
 
