@@ -49,13 +49,13 @@ def backbone_step(bf16: bool, threads: int):
     tc = cfg["train"]
     unet, text_encoder, tokenizer, objective = tb.build_parts(cfg)
     ids, n_templates = tb.prompt_table(tokenizer, tc["templates"], tc["captions"], tc["image_templates"])
-    first_image_row = ids.shape[0] - 1 - len(tb.IMAGE_STATES) * len(tb.CLASSES) * len(tc["image_templates"])
+    image_row = tb.first_image_row(ids, len(tc["image_templates"]))
     opt = torch.optim.AdamW(list(unet.parameters()) + list(text_encoder.parameters()), lr=1e-5)
     gen = torch.Generator().manual_seed(0)
 
     def run() -> None:
         torch.set_num_threads(threads)
-        drawn = tb.draw_step(tc, 0, gen, objective, int(n_templates), first_image_row, ids.shape[0] - 1)
+        drawn = tb.draw_step(tc, 0, gen, objective, int(n_templates), image_row, ids.shape[0] - 1)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             loss_video, loss_image = tb.step_losses(unet, text_encoder, ids, drawn)
         opt.zero_grad(set_to_none=True)

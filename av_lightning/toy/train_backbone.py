@@ -136,6 +136,11 @@ def prompt_table(tokenizer, templates: Sequence[str], captions: str = "class",
     return ids, torch.tensor(len(templates))
 
 
+def first_image_row(ids: torch.Tensor, n_image_templates: int) -> int:
+    """The row of :func:`prompt_table`'s ids where the image captions start (they end before ``""``)."""
+    return ids.shape[0] - 1 - len(IMAGE_STATES) * len(CLASSES) * n_image_templates
+
+
 def caption_rows(label: torch.Tensor, events: torch.Tensor, T: int, captions: str, count_prob: float,
                  gen: torch.Generator) -> torch.Tensor:
     """Rows of :func:`prompt_table` for a batch of videos: a random phrasing of each clip's caption.
@@ -234,7 +239,7 @@ def drop_captions(rows: torch.Tensor, gen: torch.Generator, prob: float, empty_r
     return torch.where(empty, torch.full_like(rows, empty_row), rows)
 
 
-def draw_step(tc: dict, step: int, gen: torch.Generator, objective, T: int, first_image_row: int, empty_row: int) -> dict:
+def draw_step(tc: dict, step: int, gen: torch.Generator, objective, T: int, image_row: int, empty_row: int) -> dict:
     """Every random draw of one training step, in the recipe's order: ``batch_size`` fresh clips with a
     caption row each (:func:`caption_rows`, then :func:`drop_captions`) and their noised
     examples, then the step's images (:func:`image_batch`, ``image_schedule``) with theirs.
@@ -244,7 +249,7 @@ def draw_step(tc: dict, step: int, gen: torch.Generator, objective, T: int, firs
         step: the optimizer step (for the schedules).
         gen: the run's generator (on the training device).
         objective: the backbone's :class:`~av_lightning.backbones.objective.DDPMObjective`.
-        T: video caption templates; first_image_row, empty_row: the first image caption and the empty
+        T: video caption templates; image_row, empty_row: the first image caption (:func:`first_image_row`) and the empty
             caption in :func:`prompt_table`.
 
     Returns:
@@ -267,7 +272,7 @@ def draw_step(tc: dict, step: int, gen: torch.Generator, objective, T: int, firs
         img = image_batch(n_img, gen, tc["event_share"], tc["after_share"])
         xi = img["frames"].permute(0, 2, 1, 3, 4).float() / 127.5 - 1.0  # (n, 3, 1, H, W)
         k = torch.randint(Ti, (n_img,), generator=gen, device=gen.device)
-        out["image_rows"] = drop(first_image_row + (img["state"] * len(CLASSES) + img["label"]) * Ti + k)
+        out["image_rows"] = drop(image_row + (img["state"] * len(CLASSES) + img["label"]) * Ti + k)
         out["image"] = objective.example(xi, gen, timesteps=noisier(objective, n_img, gen, share, tc["high_noise_range"]))
     return out
 
@@ -325,7 +330,7 @@ def train_backbone(cfg: dict, out, steps: int, device: str = "cpu", resume: bool
     ids, n_templates = prompt_table(tokenizer, tc["templates"], tc["captions"], tc["image_templates"])
     ids = ids.to(dev)
     T, Ti = int(n_templates), len(tc["image_templates"])
-    first_image_row = ids.shape[0] - 1 - len(IMAGE_STATES) * len(CLASSES) * Ti
+    image_row = first_image_row(ids, Ti)
     params = list(unet.parameters()) + list(text_encoder.parameters())
     opt = torch.optim.AdamW([
         {"params": list(unet.parameters()), "lr": tc["lr"]},
@@ -367,7 +372,7 @@ def train_backbone(cfg: dict, out, steps: int, device: str = "cpu", resume: bool
         lr_scale = min(1.0, (step + 1) / max(1, tc["warmup_steps"]))
         for g, lr in zip(opt.param_groups, base_lrs):
             g["lr"] = lr * lr_scale
-        drawn = draw_step(tc, step, gen, objective, T, first_image_row, ids.shape[0] - 1)
+        drawn = draw_step(tc, step, gen, objective, T, image_row, ids.shape[0] - 1)
         with autocast:
             loss_video, loss_image = step_losses(unet, text_encoder, ids, drawn)
         loss = loss_video + tc["image_weight"] * loss_image
