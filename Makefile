@@ -15,7 +15,13 @@ help: ## list the targets
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install torch==2.9.1 'torchaudio==2.9.*'
+	@free=$$(df -Pk . | awk 'NR==2 {print int($$4 / 1048576)}'); \
+	if [ "$$free" -lt 10 ]; then \
+	  echo "warning: $$free GiB free in $$(pwd). On x86_64, PyPI's torch 2.9.1 is a CUDA build:" \
+	       "about 3 GiB of downloads and 7 GiB installed. Free some space if the install stops" \
+	       "with 'No space left on device'." >&2; \
+	fi
+	$(PY) -m pip install --no-cache-dir torch==2.9.1 'torchaudio==2.9.*'
 	$(PY) -m pip install -e '.[dev]'
 	touch $(STAMP)
 
