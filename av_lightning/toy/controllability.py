@@ -41,6 +41,8 @@ from av_lightning.data.toyworld import frame_states as event_states
 from av_lightning.toy.timing import (
     DEMO_GUIDANCE,
     DEMO_STEPS,
+    DEMO_TEMPORAL_GUIDANCE,
+    DEMO_TEMPORAL_SPAN,
     frame_mean,
     held_out_clips,
     sample_videos,
@@ -199,7 +201,9 @@ def write_report(path, backbone_path: str, result: dict, settings: dict, sensiti
         f"were fitted by the adapter's denoising loss: {settings['steps']} steps, batch {settings['batch_size']}, "
         f"AdamW lr {settings['lr']:g}, timesteps in {list(settings['timestep_range'])} of the schedule, seed "
         f"{settings['seed']}; then {r['n']} held-out clips were sampled with their own events' tokens "
-        f"(DDIM {r['sample_steps']} steps, guidance {r['guidance_scale']:g}).",
+        f"(DDIM {r['sample_steps']} steps, guidance {r['guidance_scale']:g}"
+        + (f"; temporal guidance {r['temporal_guidance_scale']:g} against the frame-mean tokens over the noisier "
+           f"{DEMO_TEMPORAL_SPAN:g} of the steps" if r.get("temporal_guidance_scale") else "") + ").",
         "",
         *timing_table(r),
         "",
@@ -232,10 +236,15 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     p.add_argument("--n", type=int, default=64, help="held-out clips to sample (the toy world's test split)")
     p.add_argument("--sample-steps", type=int, default=DEMO_STEPS)
     p.add_argument("--guidance", type=float, default=DEMO_GUIDANCE, help="CFG scale (the demo's)")
+    p.add_argument("--temporal-guidance", type=float, default=0.0,
+                   help=f"sample with the demo's temporal guidance at this scale against the frame-mean tokens "
+                        f"(the demo uses {DEMO_TEMPORAL_GUIDANCE:g}; 0: classifier-free guidance only)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--report", default=None, help="markdown report path")
     args = p.parse_args(argv)
+    if args.temporal_guidance < 0:
+        p.error(f"--temporal-guidance must be >= 0 (0 turns it off), got {args.temporal_guidance:g}")
     if args.threads:
         torch.set_num_threads(args.threads)
     t0 = time.time()
@@ -244,7 +253,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     oracle, losses = train_oracle(backbone, args.mode, args.steps, args.batch_size, args.lr, args.timestep_range,
                                   args.seed, args.state_tokens)
 
-    result = evaluate_oracle(backbone, oracle, held_out_clips(args.n), args.sample_steps, args.guidance)
+    result = evaluate_oracle(backbone, oracle, held_out_clips(args.n), args.sample_steps, args.guidance,
+                             args.seed, temporal_guidance_scale=args.temporal_guidance or None)
     sensitivity = token_sensitivity(backbone)
     seconds = time.time() - t0
     print(f"oracle {args.mode}: flash and jump on the event frame {result['event_exact_recall']:.3f} (chance "

@@ -72,3 +72,14 @@ def test_short_fit_on_the_shipped_backbone():
     sens = ctl.token_sensitivity(backbone, timesteps=(500,))
     assert sens["at_frame"] > 2 * sens["other_frames"] > 0
     assert sens["class_prompt"] > 0
+
+
+def test_command_line_samples_with_the_demo_sampler(tmp_path):
+    report = tmp_path / "ctl.md"
+    out = ctl.main(["--steps", "1", "--batch-size", "2", "--n", "2", "--sample-steps", "2",
+                    "--temporal-guidance", "6", "--report", str(report)])
+    assert out["result"]["temporal_guidance_scale"] == 6.0 and len(out["losses"]) == 1
+    text = report.read_text()
+    assert "temporal guidance 6 against the frame-mean tokens" in text and "--temporal-guidance 6" in text
+    with pytest.raises(SystemExit):
+        ctl.main(["--steps", "1", "--n", "2", "--temporal-guidance", "-1"])
