@@ -24,7 +24,15 @@ from av_lightning.data.batch import ClipBatch
 from av_lightning.data.io import write_videos
 from av_lightning.encoders.base import AudioEncoder
 from av_lightning.metrics.collection import compute_metrics
-from av_lightning.pipeline import VideoPlan, WindowedDenoiser, blend_weights, plan_video, sample, temporal_scale
+from av_lightning.pipeline import (
+    VideoPlan,
+    WindowedDenoiser,
+    blend_weights,
+    frame_mean,
+    plan_video,
+    sample,
+    temporal_scale,
+)
 from av_lightning.tempo import AudioMapper, TempoTokens
 
 try:  # set by LightningCLI while it instantiates the model
@@ -443,8 +451,7 @@ class AudioToVideo(pl.LightningModule):
             tokens = self.audio_tokens({"audio": windows[i : i + chunk]}, num_frames=plan.window)
             cond.append(self.backbone.encode_frame_prompts(rows[i : i + chunk], tokens))
             if static:
-                mean = tokens.mean(dim=1, keepdim=True).expand_as(tokens)
-                still.append(self.backbone.encode_frame_prompts(rows[i : i + chunk], mean))
+                still.append(self.backbone.encode_frame_prompts(rows[i : i + chunk], frame_mean(tokens)))
 
         def layout(parts: list[torch.Tensor]) -> torch.Tensor:
             return torch.cat(parts).unflatten(0, (B, W)).flatten(1, 2)

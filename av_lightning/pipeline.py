@@ -49,6 +49,14 @@ def temporal_scale(mode: str, scale: Optional[float]) -> Optional[float]:
     return float(scale)
 
 
+def frame_mean(cond: torch.Tensor) -> torch.Tensor:
+    """Per-frame conditioning or tokens ``(B, F, N, d)`` with every frame replaced by the mean over
+    the frames: what the clip says, without when (temporal guidance's timing-free ``m``)."""
+    if cond.ndim != 4:
+        raise ValueError(f"temporal guidance needs per-frame conditioning (B, F, N, d), got shape {tuple(cond.shape)}")
+    return cond.mean(dim=1, keepdim=True).expand_as(cond).contiguous()
+
+
 def _expand_uncond(uncond: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
     """Bring the unconditional states to the conditional layout (B, [F,] N, d)."""
     B = cond.shape[0]

@@ -121,7 +121,7 @@ def gate_frame_text(backbone, clips: dict, steps: int = DEMO_STEPS, guidance_sca
                     ringing: bool = False, temporal_guidance_scale: Optional[float] = None) -> dict:
     """Gate (c) with text: per-frame prompts from the clips' events (:func:`frame_prompts`), scored by
     :func:`timing_scores`; with ``temporal_guidance_scale``, sampled with the demo's temporal guidance
-    against the prompts' frame mean (:func:`~av_lightning.toy.timing.frame_mean`)."""
+    against the prompts' frame mean (:func:`~av_lightning.pipeline.frame_mean`)."""
     prompts = frame_prompts(clips["label"], clips["events"], ringing=ringing)
     B, F = len(prompts), len(prompts[0])
     cond = backbone.encode_text([p for row in prompts for p in row]).unflatten(0, (B, F))  # (B, F, N, d)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from av_lightning.data.toyworld import CLASSES, FPS, NUM_FRAMES, SAMPLE_RATE, SIZE, clip_seed, toy_clip
+from av_lightning.pipeline import frame_mean
 
 #: The demo's sampler (``make demo``: DDIM steps, and ``configs/toy.yaml``'s ``guidance_scale``,
 #: ``temporal_guidance_scale`` and ``temporal_guidance_span``). The backbone's gates (per-frame text and,
@@ -49,7 +50,7 @@ def sample_videos(backbone, cond: torch.Tensor, num_frames: int = NUM_FRAMES, st
     """DDIM samples for conditioning ``(B, N, d)`` or per-frame ``(B, F, N, d)``: uint8 ``(B, F, 3, H, W)``.
 
     With ``temporal_guidance_scale``, per-frame ``cond`` is sampled with temporal guidance against
-    ``static_cond`` (same shape; default the frame mean of ``cond``, :func:`frame_mean`)."""
+    ``static_cond`` (same shape; default the frame mean of ``cond``, :func:`av_lightning.pipeline.frame_mean`)."""
     from av_lightning.pipeline import sample
 
     uncond = backbone.encode_text([""])
@@ -68,14 +69,6 @@ def sample_videos(backbone, cond: torch.Tensor, num_frames: int = NUM_FRAMES, st
                          temporal_guidance_span=temporal_guidance_span)
         out.append(backbone.decode_latents(latents).cpu())
     return torch.cat(out)
-
-
-def frame_mean(cond: torch.Tensor) -> torch.Tensor:
-    """Per-frame conditioning ``(B, F, N, d)`` with every frame replaced by the mean over the frames:
-    what the clip says, without when (temporal guidance's ``m``)."""
-    if cond.ndim != 4:
-        raise ValueError(f"temporal guidance needs per-frame conditioning (B, F, N, d), got shape {tuple(cond.shape)}")
-    return cond.mean(dim=1, keepdim=True).expand_as(cond).contiguous()
 
 
 def timing_scores(videos: torch.Tensor, clips: dict) -> dict:
